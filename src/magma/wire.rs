@@ -74,6 +74,15 @@ impl Usd {
         &self.0
     }
 
+    /// The exact value as `numerator / denominator` (denominator a power of ten), for
+    /// arithmetic without floating point. `None` only for absurd precision.
+    pub fn as_fraction(&self) -> Option<(u128, u128)> {
+        let (int, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
+        let den = 10u128.checked_pow(u32::try_from(frac.len()).ok()?)?;
+        let num = format!("{int}{frac}").parse::<u128>().ok()?;
+        Some((num, den))
+    }
+
     /// The amount in whole cents, rounded down.
     pub fn cents_floor(&self) -> u64 {
         let (int, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
@@ -424,6 +433,9 @@ mod tests {
         assert_eq!(u.cents_floor(), 560);
         let u: Usd = serde_json::from_str("\"7\"").unwrap();
         assert_eq!(u.cents_floor(), 700);
+        assert_eq!(u.as_fraction(), Some((7, 1)));
+        let u: Usd = serde_json::from_str("\"501.0921588\"").unwrap();
+        assert_eq!(u.as_fraction(), Some((5_010_921_588, 10_000_000)));
         for bad in [
             "\"-1\"",
             "\"1.\"",
