@@ -444,9 +444,11 @@ fn normalize(spec: &OptionSpec, v: &Value) -> Result<Value, OptionError> {
             n.into()
         }
         (K::Bool, Value::Bool(b)) => (*b).into(),
-        (K::Bool, Value::String(s)) => match s.as_str() {
-            "true" => true.into(),
-            "false" => false.into(),
+        // lightningd accepts yes/no as well as true/false (ccan's `opt_set_bool_arg`, any
+        // case) and forwards the operator's text unchanged through `setconfig`.
+        (K::Bool, Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" => true.into(),
+            "false" | "no" => false.into(),
             _ => return Err(wrong()),
         },
         (K::Str, Value::String(s)) => s.clone().into(),
@@ -520,7 +522,7 @@ mod tests {
             (MAX_INFLIGHT, json!(0), "between 1 and 100"),
             (CHECK_INTERVAL, json!(5), "between 10"),
             (FAILURE_BACKOFF, json!(100_000), "between 60 and 86400"),
-            (PRIVATE, json!("yes"), "type bool"),
+            (PRIVATE, json!("maybe"), "type bool"),
             (RAILS_ONLY, json!(1), "type bool"),
             (CONNECTION_URI, json!("nonsense"), "pubkey@host:port"),
             (PAY_MAX_FEE_PPM, json!(200_000), "between 0 and 100000"),
@@ -557,6 +559,13 @@ mod tests {
         assert_eq!(next.budget_usd_cents, 9000);
         let next = next.with(PRIVATE, &json!("true")).unwrap();
         assert!(next.private);
+        // lightningd's other spellings of a bool, forwarded as typed.
+        assert!(!next.with(PRIVATE, &json!("no")).unwrap().private);
+        assert!(
+            next.with(RAILS_ONLY, &json!("yes"))
+                .unwrap()
+                .rails_cluster_only
+        );
         // A refused value leaves the old configuration as it was.
         assert!(next.with(BUDGET_DAYS, &json!(0)).is_err());
         assert_eq!(next.budget_days, 30);

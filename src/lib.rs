@@ -1,9 +1,15 @@
 //! cln-magma: a Core Lightning plugin that keeps a node supplied with inbound liquidity by
 //! buying channels on the Amboss Magma marketplace.
 
+pub mod app;
+pub mod commands;
 pub mod config;
+pub mod credential;
 pub mod estimate;
 pub mod inbound;
 pub mod magma;
+pub mod node;
+pub mod params;
+pub mod rpcerror;
 pub mod secret;
 pub mod uri;

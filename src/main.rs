@@ -1,11 +1,236 @@
-//! The plugin binary. The plugin itself lands with the next issue; until then this binary
-//! refuses to start so that nobody mistakes it for a working plugin.
+//! cln-magma: wiring only. Options, commands and subscriptions are registered here; what they
+//! do lives in the library.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::task::Poll;
+
+use anyhow::Context;
+use cln_plugin::options::{
+    DefaultBooleanConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption,
+    IntegerConfigOption, StringConfigOption, Value as OptValue,
+};
+use cln_plugin::{Builder, Plugin, RpcMethodBuilder};
+use serde_json::{Value, json};
+
+use cln_magma::app::{App, NodeSettings};
+use cln_magma::commands;
+use cln_magma::config::{OPTIONS, OptionDefault, OptionKind};
+use cln_magma::rpcerror::CommandError;
+use cln_magma::uri;
+
+/// Raised by the `shutdown` notification. `Notify` keeps the signal when nobody waits yet;
+/// `Plugin::shutdown()` would drop it if it came before `join()` was first polled, and the plugin
+/// would then run until lightningd kills it.
+static SHUTDOWN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+type Stdin = tokio::io::Stdin;
+type Stdout = tokio::io::Stdout;
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "cln-magma {}: the plugin is not built yet (only the Magma API client and the simulator are). \
-         See README.md.",
-        env!("CARGO_PKG_VERSION")
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cln-magma: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("cln-magma stopped: {e:#}");
+            eprintln!("cln-magma stopped: {e:#}");
+            1
+        }
+    };
+    // The runtime would wait for its blocking stdin reader, which only returns when lightningd
+    // closes the pipe; after `shutdown` or `disable` there is nothing left to wait for.
+    std::process::exit(code);
+}
+
+async fn run() -> anyhow::Result<()> {
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("cln-magma panicked: {info}");
+    }));
+    let mut builder = Builder::new(tokio::io::stdin(), tokio::io::stdout());
+    builder = register_options(builder);
+    let builder = builder
+        // `lightning-cli plugin start|stop` at run time (README "Install").
+        .dynamic()
+        .setconfig_callback(setconfig)
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new("magma-estimate", |p: Plugin<App>, v: Value| async move {
+                commands::estimate(p.state(), &v)
+                    .await
+                    .map_err(CommandError::into_anyhow)
+            })
+            .description("Price a Magma inbound purchase: expected inbound, cost and ppm, and whether the caps allow it")
+            .usage("[usd_cents] [amount_sat]"),
+        )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new("magma-status", |p: Plugin<App>, v: Value| async move {
+                commands::status(p.state(), &v)
+                    .await
+                    .map_err(CommandError::into_anyhow)
+            })
+            .description("Show the node's inbound liquidity, thresholds, mode and connection URI as cln-magma sees them"),
+        )
+        .subscribe("shutdown", |_: Plugin<App>, _: Value| async move {
+            log::info!("lightningd is shutting down; stopping");
+            SHUTDOWN.notify_one();
+            Ok(())
+        });
+
+    let Some(configured) = builder.configure().await? else {
+        return Ok(()); // lightningd --help
+    };
+    let values = option_values(&configured);
+    let cfg = configured.configuration();
+    let forced_proxy = match (&cfg.proxy, cfg.always_use_proxy) {
+        (Some(p), Some(true)) if p.address.contains(':') => {
+            Some(format!("[{}]:{}", p.address, p.port))
+        }
+        (Some(p), Some(true)) => Some(format!("{}:{}", p.address, p.port)),
+        _ => None,
+    };
+    let settings = NodeSettings {
+        lightning_dir: cfg.lightning_dir.clone().into(),
+        rpc_file: cfg.rpc_file.clone(),
+        network: cfg.network.clone(),
+        forced_proxy,
+    };
+    let (app, warnings) = match App::setup(&values, settings, std::env::var("AMBOSS_API_KEY").ok())
+    {
+        Ok(ok) => ok,
+        Err(reason) => {
+            log::warn!("cln-magma disabled: {reason}");
+            // cln-plugin writes log lines from a background task, and lightningd kills the
+            // plugin as soon as it reads the `disable` answer: give the warning time to reach
+            // stdout first, or the operator never sees why.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            configured.disable(&reason).await?;
+            return Ok(());
+        }
+    };
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    let plugin = configured.start(app.clone()).await?;
+    // `join()` subscribes to the end of the plugin loop (stdin closed) only when first polled:
+    // poll it once now, before anything else can happen, so the end cannot be missed.
+    let mut ended = std::pin::pin!(plugin.join());
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(ended.as_mut().poll(cx))).await {
+        return r.context("waiting for the plugin to end");
+    }
+    log::info!(
+        "cln-magma {} started: mode {}, Magma at {}, credential: {}",
+        env!("CARGO_PKG_VERSION"),
+        app.config().mode,
+        app.client.api_url(),
+        app.key_source.describe()
     );
-    std::process::ExitCode::FAILURE
+    tokio::spawn(report_connection_uri(app));
+    tokio::select! {
+        r = ended.as_mut() => r.context("waiting for the plugin to end"),
+        () = SHUTDOWN.notified() => Ok(()),
+    }
+}
+
+fn register_options(mut b: Builder<App, Stdin, Stdout>) -> Builder<App, Stdin, Stdout> {
+    for spec in OPTIONS {
+        let (n, d) = (spec.name, spec.description);
+        b = match (spec.kind, spec.default, spec.dynamic) {
+            (OptionKind::Int, Some(OptionDefault::Int(i)), dy) => {
+                let o = DefaultIntegerConfigOption::new_i64_with_default(n, i, d);
+                b.option(if dy { o.dynamic() } else { o })
+            }
+            (OptionKind::Int, _, dy) => {
+                let o = IntegerConfigOption::new_i64_no_default(n, d);
+                b.option(if dy { o.dynamic() } else { o })
+            }
+            (OptionKind::Str, Some(OptionDefault::Str(s)), dy) => {
+                let o = DefaultStringConfigOption::new_str_with_default(n, s, d);
+                b.option(if dy { o.dynamic() } else { o })
+            }
+            (OptionKind::Str, _, dy) => {
+                let o = StringConfigOption::new_str_no_default(n, d);
+                b.option(if dy { o.dynamic() } else { o })
+            }
+            (OptionKind::Bool, default, dy) => {
+                let v = matches!(default, Some(OptionDefault::Bool(true)));
+                let o = DefaultBooleanConfigOption::new_bool_with_default(n, v, d);
+                b.option(if dy { o.dynamic() } else { o })
+            }
+        };
+    }
+    b
+}
+
+fn option_values(
+    configured: &cln_plugin::ConfiguredPlugin<App, Stdin, Stdout>,
+) -> BTreeMap<String, Value> {
+    OPTIONS
+        .iter()
+        .filter_map(|spec| {
+            let value = configured.option_str(spec.name).ok().flatten()?;
+            Some((spec.name.to_string(), to_json(&value)?))
+        })
+        .collect()
+}
+
+fn to_json(v: &OptValue) -> Option<Value> {
+    Some(match v {
+        OptValue::String(s) => json!(s),
+        OptValue::Integer(i) => json!(i),
+        OptValue::Boolean(b) => json!(b),
+        _ => return None,
+    })
+}
+
+/// `setconfig` for our dynamic options: validated as a whole before it takes effect.
+async fn setconfig(plugin: Plugin<App>, params: Value) -> anyhow::Result<Value> {
+    let name = params.get("config").and_then(Value::as_str).unwrap_or("");
+    let value = params.get("val").cloned().unwrap_or(Value::Null);
+    let app = plugin.state();
+    match app.set_option(name, &value) {
+        Ok(config) => {
+            if let Some(v) = config.value(name).and_then(from_json) {
+                // Keep cln-plugin's copy in step; it only serves `plugin.option()`.
+                let _ = plugin.set_option_str(name, v);
+            }
+            log::info!(
+                "{name} set to {}",
+                config.value(name).cloned().unwrap_or(Value::Null)
+            );
+            Ok(json!({}))
+        }
+        Err(e) => Err(CommandError::invalid(e.to_string()).into_anyhow()),
+    }
+}
+
+fn from_json(v: &Value) -> Option<OptValue> {
+    match v {
+        Value::String(s) => Some(OptValue::String(s.clone())),
+        Value::Number(n) => n.as_i64().map(OptValue::Integer),
+        Value::Bool(b) => Some(OptValue::Boolean(*b)),
+        _ => None,
+    }
+}
+
+/// Tells the operator at startup whether sellers will be able to reach the node.
+async fn report_connection_uri(app: App) {
+    let config = app.config();
+    match app.node.getinfo().await {
+        Ok(info) => match uri::resolve(config.connection_uri.as_ref(), &info) {
+            Ok((uri, source)) => {
+                log::info!("sellers will open channels to {uri} ({})", source.as_str())
+            }
+            Err(e) => log::warn!("{e}"),
+        },
+        Err(e) => log::warn!("cannot read getinfo to find the connection URI: {e}"),
+    }
 }

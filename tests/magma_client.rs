@@ -1,6 +1,8 @@
 //! The Magma client against the simulator: every operation's happy path, every error class
 //! produced by the matching simulator fault, "buy is sent once", and no secret in any output.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
@@ -557,53 +559,9 @@ async fn no_secret_reaches_logs_or_error_texts() {
 
 // --- proxy ---------------------------------------------------------------------------------
 
-/// A minimal SOCKS5 proxy (no auth, CONNECT only) that records where it was asked to connect.
-async fn socks5_proxy() -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut head = [0u8; 2];
-                inbound.read_exact(&mut head).await?;
-                let mut methods = vec![0u8; head[1] as usize];
-                inbound.read_exact(&mut methods).await?;
-                inbound.write_all(&[5, 0]).await?;
-                let mut req = [0u8; 4];
-                inbound.read_exact(&mut req).await?;
-                let host = match req[3] {
-                    1 => {
-                        let mut ip = [0u8; 4];
-                        inbound.read_exact(&mut ip).await?;
-                        std::net::Ipv4Addr::from(ip).to_string()
-                    }
-                    3 => {
-                        let len = inbound.read_u8().await?;
-                        let mut name = vec![0u8; len as usize];
-                        inbound.read_exact(&mut name).await?;
-                        String::from_utf8_lossy(&name).into_owned()
-                    }
-                    _ => return Ok::<(), std::io::Error>(()),
-                };
-                let port = inbound.read_u16().await?;
-                record.lock().unwrap().push(format!("{host}:{port}"));
-                let mut outbound = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                inbound.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
-                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await?;
-                Ok(())
-            });
-        }
-    });
-    (addr, seen)
-}
-
 #[tokio::test]
 async fn calls_go_through_the_socks_proxy_when_given_one() {
-    let (proxy, seen) = socks5_proxy().await;
+    let (proxy, seen) = common::socks5_proxy().await;
     let w = world_with(|o| o.socks_proxy = Some(proxy.to_string())).await;
     let price = w.client.price().await.unwrap();
     assert_eq!(price.sats.0, 543_260);

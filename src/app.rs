@@ -1,0 +1,102 @@
+//! The plugin's shared state, built once from `init`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::credential::{self, KeySource};
+use crate::magma::{ClientOptions, MagmaClient};
+use crate::node::Node;
+use crate::secret::Secret;
+
+/// What lightningd tells the plugin in `init.configuration` that the plugin uses.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub lightning_dir: PathBuf,
+    pub rpc_file: String,
+    pub network: String,
+    /// `host:port` of the node's SOCKS proxy when lightningd runs with `always-use-proxy`.
+    pub forced_proxy: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    config: RwLock<Config>,
+    pub client: MagmaClient,
+    pub node: Node,
+    pub api_key: Option<Secret>,
+    pub key_source: KeySource,
+    pub settings: NodeSettings,
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Why the plugin refuses to start; the text names the option and the rule.
+pub type SetupError = String;
+
+impl App {
+    /// Validates every option and builds the Magma client. `env_key` is `AMBOSS_API_KEY`.
+    /// Returns the app and the warnings to log.
+    pub fn setup(
+        values: &BTreeMap<String, Value>,
+        settings: NodeSettings,
+        env_key: Option<String>,
+    ) -> Result<(App, Vec<String>), SetupError> {
+        let config = Config::from_values(values).map_err(|e| e.to_string())?;
+        let key = credential::load(
+            config.api_key_file.as_deref(),
+            &settings.lightning_dir,
+            env_key,
+        )?;
+        let client = MagmaClient::new(&ClientOptions {
+            api_url: config.api_url.to_string(),
+            socks_proxy: settings.forced_proxy.clone(),
+            ..ClientOptions::default()
+        })
+        .map_err(|e| format!("cannot reach Magma: {e}"))?;
+        let node = Node::new(Path::new(&settings.lightning_dir).join(&settings.rpc_file));
+        let app = App(Arc::new(Inner {
+            config: RwLock::new(config),
+            client,
+            node,
+            api_key: key.key,
+            key_source: key.source,
+            settings,
+        }));
+        Ok((app, key.warnings))
+    }
+
+    /// A snapshot of the configuration; cheap, and never holds the lock across an await.
+    pub fn config(&self) -> Config {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            // A writer panicked mid-update; the value itself is always a whole Config.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies one `setconfig` change; the old configuration stays when it is refused.
+    pub fn set_option(
+        &self,
+        name: &str,
+        value: &Value,
+    ) -> Result<Config, crate::config::OptionError> {
+        let mut guard = match self.config.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let next = guard.with(name, value)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+}

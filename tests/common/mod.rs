@@ -1,0 +1,133 @@
+//! Helpers shared by the integration tests: the real plugin binary under the lightningd
+//! emulator, the Magma simulator, a recording SOCKS5 proxy, and the checks every test ends with.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lightningd_emulator::{Emulator, EmulatorConfig, RpcError};
+use magma_sim::{Sim, SimConfig, SimServer};
+use serde_json::Value;
+
+/// The plugin binary cargo built for these tests.
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_cln-magma");
+
+/// Generous: only for waiting on something that normally happens at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A simulator with its default price (543,260 sats and 501.09 USD of capacity per USD).
+pub async fn sim() -> (Sim, SimServer) {
+    sim_with(SimConfig::default()).await
+}
+
+pub async fn sim_with(cfg: SimConfig) -> (Sim, SimServer) {
+    let sim = Sim::new(cfg);
+    let server = sim
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("the simulator starts");
+    (sim, server)
+}
+
+/// The plugin under the emulator, pointed at `api_url`. `AMBOSS_API_KEY` is cleared so the
+/// environment the tests run in cannot leak a credential in; a later `.env` overrides it.
+pub fn config(api_url: &str) -> EmulatorConfig {
+    bare_config().option("magma-api-url", api_url)
+}
+
+/// Like [`config`] without any option set.
+pub fn bare_config() -> EmulatorConfig {
+    EmulatorConfig::new(PLUGIN).env("AMBOSS_API_KEY", "")
+}
+
+/// Starts the plugin and checks it is up: accepted by lightningd, not disabled, started.
+pub async fn start(cfg: EmulatorConfig) -> Emulator {
+    let emu = Emulator::start(cfg)
+        .await
+        .expect("lightningd accepts the plugin");
+    assert_eq!(emu.disabled(), None, "logs: {:?}", emu.logs());
+    emu.wait_for_log("started", WAIT)
+        .await
+        .expect("the plugin logs its start");
+    emu
+}
+
+/// The end of every test: nothing but JSON-RPC on stdout, and a clean exit on `shutdown`.
+/// Returns the emulator for checks on what it recorded.
+pub async fn finish(mut emu: Emulator) -> Emulator {
+    assert_eq!(emu.stdout_violations(), Vec::<String>::new(), "stdout");
+    let status = emu.shutdown().await.expect("the plugin shuts down");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status; stderr: {:?}; logs: {:?}; lightningd: {:?}",
+        emu.stderr(),
+        emu.logs(),
+        emu.emulator_log()
+    );
+    assert_eq!(emu.stdout_violations(), Vec::<String>::new(), "stdout");
+    emu
+}
+
+/// A command's JSON-RPC error, checked for its code and the words its message must hold.
+pub fn expect_error(result: Result<Value, RpcError>, code: i64, words: &[&str]) -> RpcError {
+    let e = match result {
+        Ok(v) => panic!("expected error {code} with {words:?}, got result {v}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.code, code, "{e:?}");
+    for w in words {
+        assert!(e.message.contains(w), "{:?} lacks {w:?}", e.message);
+    }
+    e
+}
+
+/// `host:port` of the simulator, as a proxy is asked to connect to it.
+pub fn sim_authority(server: &SimServer) -> String {
+    server.addr.to_string()
+}
+
+/// A minimal SOCKS5 proxy (no auth, CONNECT only) that records where it was asked to connect.
+pub async fn socks5_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 2];
+                inbound.read_exact(&mut head).await?;
+                let mut methods = vec![0u8; head[1] as usize];
+                inbound.read_exact(&mut methods).await?;
+                inbound.write_all(&[5, 0]).await?;
+                let mut req = [0u8; 4];
+                inbound.read_exact(&mut req).await?;
+                let host = match req[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        inbound.read_exact(&mut ip).await?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    3 => {
+                        let len = inbound.read_u8().await?;
+                        let mut name = vec![0u8; len as usize];
+                        inbound.read_exact(&mut name).await?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                    _ => return Ok::<(), std::io::Error>(()),
+                };
+                let port = inbound.read_u16().await?;
+                record.lock().unwrap().push(format!("{host}:{port}"));
+                let mut outbound = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                inbound.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await?;
+                Ok(())
+            });
+        }
+    });
+    (addr, seen)
+}
