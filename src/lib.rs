@@ -14,4 +14,5 @@ pub mod order;
 pub mod params;
 pub mod rpcerror;
 pub mod secret;
+pub mod store;
 pub mod uri;
