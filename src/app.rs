@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::credential::{self, KeySource};
 use crate::magma::{ClientOptions, MagmaClient};
 use crate::node::Node;
+use crate::record::OrderRecord;
 use crate::secret::Secret;
+use crate::store::{LightningDatastore, OrderStore};
 
 /// What lightningd tells the plugin in `init.configuration` that the plugin uses.
 #[derive(Clone, Debug)]
@@ -32,6 +34,11 @@ pub struct Inner {
     pub api_key: Option<Secret>,
     pub key_source: KeySource,
     pub settings: NodeSettings,
+    pub store: OrderStore<LightningDatastore>,
+    /// Wakes the tracker at once (a new order, a payment outcome).
+    pub wake: tokio::sync::Notify,
+    /// `magma_order` notifications on their way to lightningd.
+    notices: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
 
 impl std::ops::Deref for App {
@@ -44,6 +51,9 @@ impl std::ops::Deref for App {
 /// Why the plugin refuses to start; the text names the option and the rule.
 pub type SetupError = String;
 
+/// The receiving end of the `magma_order` notifications, drained by main into lightningd.
+pub type Notices = tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>;
+
 impl App {
     /// Validates every option and builds the Magma client. `env_key` is `AMBOSS_API_KEY`.
     /// Returns the app and the warnings to log.
@@ -51,7 +61,7 @@ impl App {
         values: &BTreeMap<String, Value>,
         settings: NodeSettings,
         env_key: Option<String>,
-    ) -> Result<(App, Vec<String>), SetupError> {
+    ) -> Result<(App, Vec<String>, Notices), SetupError> {
         let config = Config::from_values(values).map_err(|e| e.to_string())?;
         let key = credential::load(
             config.api_key_file.as_deref(),
@@ -65,15 +75,36 @@ impl App {
         })
         .map_err(|e| format!("cannot reach Magma: {e}"))?;
         let node = Node::new(Path::new(&settings.lightning_dir).join(&settings.rpc_file));
+        let (notices, receiver) = tokio::sync::mpsc::unbounded_channel();
         let app = App(Arc::new(Inner {
             config: RwLock::new(config),
             client,
+            store: OrderStore::new(LightningDatastore::new(node.clone())),
             node,
             api_key: key.key,
             key_source: key.source,
             settings,
+            wake: tokio::sync::Notify::new(),
+            notices,
         }));
-        Ok((app, key.warnings))
+        Ok((app, key.warnings, receiver))
+    }
+
+    /// Queues a `magma_order` notification about `record`; secrets are not in the view.
+    pub fn notify_order(&self, record: &OrderRecord, event: &str) {
+        let l = &record.lifecycle;
+        let _ = self.notices.send(serde_json::json!({
+            "event": event,
+            "id": record.id,
+            "order_id": record.placement.as_ref().map(|p| p.order_id.clone()),
+            "state": l.state,
+            "status": l.status,
+            "payment_status": l.payment_status,
+            "usd_cents": record.request.usd_cents,
+            "expected_inbound_sat": record.request.expected_inbound_sat,
+            "invoice_sat": record.invoice.as_ref().map(|i| i.amount_sat),
+            "reason": l.reason,
+        }));
     }
 
     /// A snapshot of the configuration; cheap, and never holds the lock across an await.

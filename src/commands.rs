@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::estimate::{self, Ask};
 use crate::inbound::InboundSnapshot;
 use crate::params::Params;
+use crate::record::OrderRecord;
 use crate::rpcerror::CommandError;
 use crate::uri;
 
@@ -93,10 +94,37 @@ pub async fn status(app: &App, raw: &Value) -> Result<Value, CommandError> {
         },
         Err(e) => json!({"uri": null, "error": format!("getinfo failed: {e}")}),
     };
+    let (orders, _) = app
+        .store
+        .load_all::<OrderRecord>()
+        .await
+        .map_err(|e| CommandError::node("listdatastore", e))?;
+    let live: Vec<&OrderRecord> = orders
+        .iter()
+        .map(|v| &v.record)
+        .filter(|r| !r.lifecycle.state.is_final())
+        .collect();
+    let pending_orders_sat: u64 = live.iter().map(|r| r.request.expected_inbound_sat).sum();
+    let mut inbound_view = inbound_json(&inbound, &config);
+    let total = inbound.usable_sat + inbound.opening_sat + pending_orders_sat;
+    inbound_view["pending_orders_sat"] = json!(pending_orders_sat);
+    inbound_view["pending_sat"] = json!(inbound.opening_sat + pending_orders_sat);
+    inbound_view["total_sat"] = json!(total);
+    inbound_view["below_minimum"] = json!(total < config.min_inbound_sat);
     Ok(json!({
         "mode": config.mode.as_str(),
+        "orders": {
+            "live": live.iter().map(|r| json!({
+                "id": r.id,
+                "state": r.lifecycle.state,
+                "status": r.lifecycle.status,
+                "usd_cents": r.request.usd_cents,
+                "expected_inbound_sat": r.request.expected_inbound_sat,
+            })).collect::<Vec<_>>(),
+            "total": orders.len(),
+        },
         "network": app.settings.network,
-        "inbound": inbound_json(&inbound, &config),
+        "inbound": inbound_view,
         "connection_uri": connection,
         "api": {
             "url": config.api_url.as_str(),
@@ -123,4 +151,30 @@ fn inbound_json(inbound: &InboundSnapshot, config: &Config) -> Value {
         "target_inbound_sat": config.target_inbound_sat(),
         "below_minimum": total < config.min_inbound_sat,
     })
+}
+
+/// `magma-orders [id]`: every order (or one) with its history; session keys redacted.
+pub async fn orders(app: &App, raw: &Value) -> Result<Value, CommandError> {
+    let params = Params::parse(raw, &["id"])?;
+    let wanted = params.text("id")?;
+    let (orders, unreadable) = app
+        .store
+        .load_all::<OrderRecord>()
+        .await
+        .map_err(|e| CommandError::node("listdatastore", e))?;
+    let mut list: Vec<&OrderRecord> = orders.iter().map(|v| &v.record).collect();
+    list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    if let Some(id) = wanted {
+        let found = list
+            .iter()
+            .find(|r| r.id == id || r.placement.as_ref().is_some_and(|p| p.order_id == id));
+        return match found {
+            Some(r) => Ok(json!({"orders": [r.view()]})),
+            None => Err(CommandError::invalid(format!("id: no order {id:?}"))),
+        };
+    }
+    Ok(json!({
+        "orders": list.iter().map(|r| r.view()).collect::<Vec<_>>(),
+        "unreadable": unreadable.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+    }))
 }

@@ -16,6 +16,8 @@ pub struct PeerChannel {
     #[serde(default)]
     pub short_channel_id: Option<String>,
     #[serde(default)]
+    pub funding_txid: Option<String>,
+    #[serde(default)]
     pub total_msat: Option<u64>,
     #[serde(default)]
     pub to_us_msat: Option<u64>,

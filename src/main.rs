@@ -10,14 +10,14 @@ use cln_plugin::options::{
     DefaultBooleanConfigOption, DefaultIntegerConfigOption, DefaultStringConfigOption,
     IntegerConfigOption, StringConfigOption, Value as OptValue,
 };
-use cln_plugin::{Builder, Plugin, RpcMethodBuilder};
+use cln_plugin::{Builder, Plugin, RpcMethodBuilder, messages};
 use serde_json::{Value, json};
 
 use cln_magma::app::{App, NodeSettings};
-use cln_magma::commands;
 use cln_magma::config::{OPTIONS, OptionDefault, OptionKind};
 use cln_magma::rpcerror::CommandError;
 use cln_magma::uri;
+use cln_magma::{commands, purchase, tracker};
 
 /// Raised by the `shutdown` notification. `Notify` keeps the signal when nobody waits yet;
 /// `Plugin::shutdown()` would drop it if it came before `join()` was first polled, and the plugin
@@ -30,6 +30,8 @@ type Stdout = tokio::io::Stdout;
 fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Debug builds keep large future state on the stack while polling the purchase flow.
+        .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
     {
@@ -79,6 +81,25 @@ async fn run() -> anyhow::Result<()> {
             })
             .description("Show the node's inbound liquidity, thresholds, mode and connection URI as cln-magma sees them"),
         )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new("magma-buy", |p: Plugin<App>, v: Value| async move {
+                purchase::buy(p.state(), &v)
+                    .await
+                    .map_err(CommandError::into_anyhow)
+            })
+            .description("Buy inbound liquidity on Magma now: places the order, checks and pays its invoice (or hands it out), and returns the order")
+            .usage("[usd_cents] [amount_sat] [private] [rails_cluster_only] [force] [external]"),
+        )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new("magma-orders", |p: Plugin<App>, v: Value| async move {
+                commands::orders(p.state(), &v)
+                    .await
+                    .map_err(CommandError::into_anyhow)
+            })
+            .description("List Magma orders with their status history, payment, channel and cost (secrets redacted)")
+            .usage("[id]"),
+        )
+        .notification(messages::NotificationTopic::new("magma_order"))
         .subscribe("shutdown", |_: Plugin<App>, _: Value| async move {
             log::info!("lightningd is shutting down; stopping");
             SHUTDOWN.notify_one();
@@ -103,19 +124,19 @@ async fn run() -> anyhow::Result<()> {
         network: cfg.network.clone(),
         forced_proxy,
     };
-    let (app, warnings) = match App::setup(&values, settings, std::env::var("AMBOSS_API_KEY").ok())
-    {
-        Ok(ok) => ok,
-        Err(reason) => {
-            log::warn!("cln-magma disabled: {reason}");
-            // cln-plugin writes log lines from a background task, and lightningd kills the
-            // plugin as soon as it reads the `disable` answer: give the warning time to reach
-            // stdout first, or the operator never sees why.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            configured.disable(&reason).await?;
-            return Ok(());
-        }
-    };
+    let (app, warnings, mut notices) =
+        match App::setup(&values, settings, std::env::var("AMBOSS_API_KEY").ok()) {
+            Ok(ok) => ok,
+            Err(reason) => {
+                log::warn!("cln-magma disabled: {reason}");
+                // cln-plugin writes log lines from a background task, and lightningd kills the
+                // plugin as soon as it reads the `disable` answer: give the warning time to reach
+                // stdout first, or the operator never sees why.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                configured.disable(&reason).await?;
+                return Ok(());
+            }
+        };
     for w in &warnings {
         log::warn!("{w}");
     }
@@ -133,7 +154,19 @@ async fn run() -> anyhow::Result<()> {
         app.client.api_url(),
         app.key_source.describe()
     );
-    tokio::spawn(report_connection_uri(app));
+    tokio::spawn(report_connection_uri(app.clone()));
+    let forwarder = plugin.clone();
+    tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            if let Err(e) = forwarder
+                .send_custom_notification("magma_order".into(), notice)
+                .await
+            {
+                log::warn!("cannot send a magma_order notification: {e}");
+            }
+        }
+    });
+    tokio::spawn(tracker::run(app));
     tokio::select! {
         r = ended.as_mut() => r.context("waiting for the plugin to end"),
         () = SHUTDOWN.notified() => Ok(()),

@@ -73,7 +73,17 @@ impl Params {
         Ok(Some(n))
     }
 
-    #[allow(dead_code)] // used by magma-buy's flags, next
+    /// A non-empty string.
+    pub fn text(&self, name: &str) -> Result<Option<String>, CommandError> {
+        match self.named.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(v) => Err(CommandError::invalid(format!(
+                "{name} must be a non-empty string, got {v}"
+            ))),
+        }
+    }
+
     pub fn flag(&self, name: &str) -> Result<Option<bool>, CommandError> {
         match self.named.get(name) {
             None => Ok(None),

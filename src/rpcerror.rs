@@ -49,6 +49,12 @@ impl CommandError {
     }
 }
 
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)
+    }
+}
+
 impl From<MagmaError> for CommandError {
     fn from(e: MagmaError) -> Self {
         CommandError {

@@ -52,7 +52,7 @@ fn manifest_options(emu: &Emulator) -> BTreeMap<String, Value> {
 // --- 1. manifest ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn the_manifest_declares_every_option_both_commands_and_the_shutdown_subscription() {
+async fn the_manifest_declares_every_option_command_notification_and_subscription() {
     let (_sim, server) = sim().await;
     // Emulator::start applies lightningd's manifest rules and fails if it would refuse.
     let emu = start(config(&server.graphql_url)).await;
@@ -98,11 +98,26 @@ async fn the_manifest_declares_every_option_both_commands_and_the_shutdown_subsc
         .collect();
     assert_eq!(
         methods.keys().copied().collect::<Vec<_>>(),
-        ["magma-estimate", "magma-status"]
+        [
+            "magma-buy",
+            "magma-estimate",
+            "magma-orders",
+            "magma-status"
+        ]
     );
     assert_eq!(
         methods["magma-estimate"]["usage"],
         json!("[usd_cents] [amount_sat]")
+    );
+    assert_eq!(
+        methods["magma-buy"]["usage"],
+        json!("[usd_cents] [amount_sat] [private] [rails_cluster_only] [force] [external]")
+    );
+    assert_eq!(methods["magma-orders"]["usage"], json!("[id]"));
+    // The order notification is declared, or lightningd would drop it.
+    assert_eq!(
+        manifest["notifications"],
+        json!([{"method": "magma_order"}])
     );
     assert_eq!(methods["magma-status"]["usage"], json!(""));
     for m in methods.values() {

@@ -1,0 +1,256 @@
+//! Follows every live order to its end: polls Magma at the guide's cadence, reads the node's
+//! own payment record, looks for the delivered channel, and stores each transition (with
+//! compare-and-swap) before logging and announcing it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::inbound::PeerChannel;
+use crate::magma::{MagmaError, Order};
+use crate::order::{Change, LocalState, NodePayment, PayMode};
+use crate::purchase::{node_payment, now};
+use crate::record::{Credential, Delivery, OrderRecord};
+use crate::store::Versioned;
+
+/// The guide's cadence (magma-api.md §9): never faster than 5 s per order.
+pub const POLL: Duration = Duration::from_secs(10);
+pub const POLL_ON_CHAIN: Duration = Duration::from_secs(45);
+/// Transient errors back off exponentially up to this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the loop looks at the node when no order is due at Magma.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The polling cadence: the guide's, except in test builds that ask for a faster one (the
+/// integration tests cannot wait minutes per order). Release builds have no such switch.
+fn cadence() -> (Duration, Duration) {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("CLN_MAGMA_TEST_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return (Duration::from_millis(ms), Duration::from_millis(ms * 9 / 2));
+    }
+    (POLL, POLL_ON_CHAIN)
+}
+
+#[derive(Default)]
+struct Schedule {
+    /// When each order may be polled at Magma again.
+    next_poll: HashMap<String, Instant>,
+    failures: HashMap<String, u32>,
+}
+
+/// Runs until the plugin stops.
+pub async fn run(app: App) {
+    let mut schedule = Schedule::default();
+    loop {
+        let wait = match tick(&app, &mut schedule).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                log::warn!("order tracking: {e}; trying again in 30 s");
+                Duration::from_secs(30)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = app.wake.notified() => {}
+        }
+    }
+}
+
+/// What was learnt about one order in one pass.
+#[derive(Default)]
+struct Observed {
+    magma: Option<Order>,
+    node_payment: Option<NodePayment>,
+}
+
+async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
+    let (orders, _) = app.store.load_all::<OrderRecord>().await?;
+    let live: Vec<_> = orders
+        .into_iter()
+        .filter(|o| !o.record.lifecycle.state.is_final())
+        .collect();
+    let mut channels: Option<Vec<PeerChannel>> = None;
+    let mut soonest = IDLE;
+    for v in live {
+        let Some(placement) = v.record.placement.clone() else {
+            continue; // Placing: recovery's business.
+        };
+        let t = Instant::now();
+        let (poll, poll_on_chain) = cadence();
+        let mut seen = Observed::default();
+        let due = schedule.next_poll.get(&v.id).is_none_or(|at| *at <= t);
+        if due {
+            let key = match placement.credential {
+                Credential::ApiKey => app.api_key.clone(),
+                Credential::SessionKey => placement.session_key.clone(),
+            };
+            let delay = match key {
+                None => {
+                    log::warn!("order {}: no credential to read it with", v.id);
+                    MAX_BACKOFF
+                }
+                Some(key) => match app.client.get_order(&placement.order_id, &key).await {
+                    Ok(order) => {
+                        schedule.failures.remove(&v.id);
+                        let d = if order.status.is_on_chain() {
+                            poll_on_chain
+                        } else {
+                            poll
+                        };
+                        seen.magma = Some(order);
+                        d
+                    }
+                    Err(e) => backoff(schedule, &v.id, &e, poll),
+                },
+            };
+            schedule.next_poll.insert(v.id.clone(), t + delay);
+        }
+        if let Some(at) = schedule.next_poll.get(&v.id) {
+            soonest = soonest.min(
+                at.saturating_duration_since(t)
+                    .max(Duration::from_millis(10)),
+            );
+        }
+        let l = &v.record.lifecycle;
+        let failure_known = l.magma_failure.is_some()
+            || seen
+                .magma
+                .as_ref()
+                .is_some_and(|o| o.status.outcome() == crate::magma::Outcome::Failure);
+        let watch_payment = l.state.money_in_flight()
+            && (failure_known
+                || l.pay_mode == Some(PayMode::Node) && l.state == LocalState::Paying);
+        if let (true, Some(inv)) = (watch_payment, &v.record.invoice) {
+            match node_payment(app, &inv.payment_hash).await {
+                Ok(p) => seen.node_payment = Some(p),
+                Err(e) => log::warn!("order {}: {e}", v.id),
+            }
+        }
+        let success = l.magma_success
+            || seen
+                .magma
+                .as_ref()
+                .is_some_and(|o| o.status.outcome() == crate::magma::Outcome::Success);
+        if success && channels.is_none() {
+            channels = app.node.peer_channels().await.ok();
+        }
+        apply(app, v, seen, channels.as_deref()).await;
+    }
+    Ok(soonest)
+}
+
+fn backoff(schedule: &mut Schedule, id: &str, e: &MagmaError, poll: Duration) -> Duration {
+    let n = schedule.failures.entry(id.to_string()).or_insert(0);
+    *n = n.saturating_add(1);
+    let exp = poll
+        .saturating_mul(2u32.saturating_pow((*n).min(8)))
+        .min(MAX_BACKOFF);
+    let d = match e {
+        MagmaError::RateLimited {
+            retry_after: Some(after),
+        } => (*after).max(poll),
+        _ => exp,
+    };
+    log::warn!(
+        "order {id}: cannot read it from Magma ({e}); next try in {} s",
+        d.as_secs()
+    );
+    d
+}
+
+/// The remote-opened channel that delivers this order: Magma's channel id, else its funding
+/// transaction, and at least the inbound bought (1 % slack for rounding).
+fn find_delivery(r: &OrderRecord, channels: &[PeerChannel]) -> Option<Delivery> {
+    let expected = r.request.expected_inbound_sat;
+    channels
+        .iter()
+        .filter(|c| c.opener.as_deref() == Some("remote") && c.state == "CHANNELD_NORMAL")
+        .find(|c| {
+            let by_scid = r.magma_channel_id.is_some() && c.short_channel_id == r.magma_channel_id;
+            let by_txid = r.funding_txid.is_some() && c.funding_txid == r.funding_txid;
+            let big_enough = c.total_msat.unwrap_or(0) / 1000 >= expected - expected / 100;
+            (by_scid || by_txid) && big_enough
+        })
+        .map(|c| Delivery {
+            peer_id: c.peer_id.clone(),
+            channel_id: c.channel_id.clone(),
+            short_channel_id: c.short_channel_id.clone(),
+            capacity_sat: c.total_msat.unwrap_or(0) / 1000,
+            inbound_sat: c.receivable_msat.unwrap_or(0) / 1000,
+        })
+}
+
+/// Applies what was seen to the stored record; logs and announces each transition.
+async fn apply(
+    app: &App,
+    v: Versioned<OrderRecord>,
+    seen: Observed,
+    channels: Option<&[PeerChannel]>,
+) {
+    let at = now();
+    let mut changes: Vec<Change> = Vec::new();
+    let result = app
+        .store
+        .update(&v, |r: &mut OrderRecord| {
+            changes.clear();
+            let before = (r.funding_txid.clone(), r.magma_channel_id.clone());
+            if let Some(o) = &seen.magma {
+                changes.extend(
+                    r.lifecycle
+                        .on_magma(&o.status, o.payment_status.as_ref(), at),
+                );
+                if o.transaction_id.is_some() {
+                    r.funding_txid = o.transaction_id.clone();
+                }
+                if o.channel_id.is_some() {
+                    r.magma_channel_id = o.channel_id.clone();
+                }
+            }
+            if let Some(p) = seen.node_payment {
+                changes.extend(r.lifecycle.on_node_payment(p, at));
+            }
+            let delivered = (r.lifecycle.magma_success && r.delivery.is_none())
+                .then(|| channels.and_then(|c| find_delivery(r, c)))
+                .flatten();
+            if let Some(d) = delivered {
+                let name = d.short_channel_id.clone().unwrap_or_default();
+                r.delivery = Some(d);
+                changes.extend(r.lifecycle.on_channel_seen(at, &name));
+            }
+            let facts_changed = before != (r.funding_txid.clone(), r.magma_channel_id.clone());
+            Ok::<bool, std::convert::Infallible>(!changes.is_empty() || facts_changed)
+        })
+        .await;
+    match result {
+        Ok(stored) => {
+            for change in &changes {
+                log::info!("order {}: {}", stored.id, describe(change));
+            }
+            if !changes.is_empty() {
+                app.notify_order(&stored.record, "transition");
+            }
+        }
+        Err(e) => log::warn!("order {}: cannot store what was observed: {e}", v.id),
+    }
+}
+
+fn describe(c: &Change) -> String {
+    match c {
+        Change::State { from, to } => format!("{from:?} → {to:?}"),
+        Change::Status { from, to } => {
+            format!(
+                "Magma status {} → {to}",
+                from.as_deref().unwrap_or("(none)")
+            )
+        }
+        Change::PaymentStatus { from, to } => {
+            format!(
+                "Magma payment status {} → {to}",
+                from.as_deref().unwrap_or("(none)")
+            )
+        }
+    }
+}
