@@ -223,3 +223,86 @@ async fn bad_arguments_store_nothing() {
     assert_eq!(all["orders"].as_array().unwrap().len(), 0, "nothing stored");
     finish(emu).await;
 }
+
+/// With an API key and two live orders, one transaction_list read stands in for the per-order
+/// polls: an order is read with get_order only when its status changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_live_orders_are_followed_through_transaction_list() {
+    const KEY: &str = "amboss_bulk_reader_0123456789";
+    let (sim, _server, emu, _follow) = purchase_world(
+        SimConfig {
+            default_seller: SellerScript::Happy,
+            block_interval_secs: 0,
+            api_keys: vec![KEY.to_string()],
+            ..SimConfig::default()
+        },
+        |cfg| {
+            cfg.env("AMBOSS_API_KEY", KEY)
+                .option("magma-max-inflight", 2)
+        },
+    )
+    .await;
+    let a = emu
+        .call("magma-buy", json!([1000]))
+        .await
+        .expect("first buy");
+    let b = emu
+        .call("magma-buy", json!([1000]))
+        .await
+        .expect("second buy");
+    let ids = [
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    ];
+    // Let the tracker see both orders once, then hold the market still for ~10 polling periods:
+    // with per-order polls that would be ~10 get_order per order; with the bulk read, none.
+    for id in &ids {
+        wait_order(&emu, id, "a Magma status", |o| o["status"].is_string()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    let count = |op: Operation| {
+        sim.request_log()
+            .iter()
+            .filter(|r| r.operation == op)
+            .count()
+    };
+    let (reads_before, bulk_before) = (
+        count(Operation::GetOrder),
+        count(Operation::TransactionList),
+    );
+    tokio::time::sleep(Duration::from_millis(10 * POLL_MS)).await;
+    let reads_quiet = count(Operation::GetOrder) - reads_before;
+    let bulk_quiet = count(Operation::TransactionList) - bulk_before;
+    assert!(
+        bulk_quiet >= 5,
+        "one transaction_list per period: {bulk_quiet}"
+    );
+    assert!(
+        reads_quiet <= 2,
+        "no get_order while nothing changed: {reads_quiet}"
+    );
+    // Changes are still followed to the end.
+    for id in &ids {
+        drive_until(&sim, &emu, id, "DONE").await;
+    }
+    // The floor holds with bulk reads too: no order read twice within half a period.
+    let log = sim.request_log();
+    for id in &ids {
+        let o = order_state(&emu, id).await;
+        let order_id = o["magma"]["order_id"].as_str().unwrap();
+        let times: Vec<u64> = log
+            .iter()
+            .filter(|r| {
+                r.operation == Operation::GetOrder && r.order_id.as_deref() == Some(order_id)
+            })
+            .map(|r| r.wall_time)
+            .collect();
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] + 5 >= POLL_MS / 2,
+                "reads too close: {times:?}"
+            );
+        }
+    }
+    finish(emu).await;
+}

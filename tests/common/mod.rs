@@ -131,3 +131,89 @@ pub async fn socks5_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     });
     (addr, seen)
 }
+
+// ---- Purchases: the plugin under the emulator, wired to the Magma simulator ----
+
+/// The tracker's polling period in the purchase tests (the plugin's test switch).
+pub const POLL_MS: u64 = 100;
+
+/// The outbound the purchase tests' node pays from: 10M sats on one channel to a hub.
+pub const HUB_MSAT: u64 = 10_000_000_000;
+
+/// A simulator with `sim_cfg`, the plugin under the emulator pointed at it (with the fast
+/// polling cadence and whatever `tweak` adds), 10M sats of outbound, and the simulator wired in
+/// as payee of its invoices and opener of its sellers' channels.
+pub async fn purchase_world(
+    sim_cfg: SimConfig,
+    tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+) -> (Sim, SimServer, Emulator, tokio::task::JoinHandle<()>) {
+    use lightningd_emulator::{ChannelSpec, ChannelState, magma, peer_id};
+    let (sim, server) = sim_with(sim_cfg).await;
+    let cfg = config(&server.graphql_url).env("CLN_MAGMA_TEST_POLL_MS", &POLL_MS.to_string());
+    let emu = start(tweak(cfg)).await;
+    emu.node().add_channel(
+        ChannelSpec::local_opened(&peer_id("hub"), HUB_MSAT).state(ChannelState::Normal),
+    );
+    let follow = magma::attach(emu.node(), &sim);
+    (sim, server, emu, follow)
+}
+
+/// One order as `magma-orders` shows it.
+pub async fn order_state(emu: &Emulator, id: &str) -> Value {
+    let r = emu
+        .call("magma-orders", serde_json::json!({"id": id}))
+        .await
+        .expect("magma-orders");
+    r["orders"][0].clone()
+}
+
+/// Drives the seller's clock and the chain until the order reaches `state` (or gives up).
+pub async fn drive_until(sim: &Sim, emu: &Emulator, id: &str, state: &str) -> Value {
+    for _ in 0..600 {
+        let o = order_state(emu, id).await;
+        if o["state"] == state {
+            return o;
+        }
+        sim.advance(Duration::from_secs(30));
+        emu.node().mine_blocks(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "order {id} never reached {state}: {:#}",
+        order_state(emu, id).await
+    );
+}
+
+/// Waits, without moving the seller's clock or the chain, until `magma-orders` shows the order
+/// satisfying `done` (or gives up).
+pub async fn wait_order(
+    emu: &Emulator,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..1000 {
+        let o = order_state(emu, id).await;
+        if done(&o) {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "order {id} never got {what}: {:#}",
+        order_state(emu, id).await
+    );
+}
+
+/// The session key as the plugin stored it in the node's datastore (the only place it may
+/// be); `None` for an order placed with the API key or never placed.
+pub fn stored_session_key(emu: &Emulator, id: &str) -> Option<String> {
+    let raw = emu
+        .node()
+        .datastore_get(&["magma", "orders", id])
+        .expect("the order is in the datastore");
+    let record: Value = serde_json::from_slice(&raw).expect("the record is JSON");
+    record["placement"]["session_key"]
+        .as_str()
+        .map(str::to_string)
+}
