@@ -320,6 +320,17 @@ impl Lifecycle {
                 });
                 self.move_to(LocalState::Refunded, at, self.reason.clone(), &mut c);
             }
+            // Paid from another wallet: this node has no record of it, so Magma's word that the
+            // hold invoice was cancelled is all there is; the operator is told where to look.
+            (LocalState::Paid, NodePayment::None)
+                if self.pay_mode == Some(PayMode::External) && self.magma_failure.is_some() =>
+            {
+                self.reason = Some(format!(
+                    "Magma ended the order ({}) after the external payment arrived; the hold invoice is cancelled, so the paying wallet gets the payment back — check it there",
+                    self.magma_failure.clone().unwrap_or_default()
+                ));
+                self.move_to(LocalState::Refunded, at, self.reason.clone(), &mut c);
+            }
             // An external payment that never arrived ends with Magma's failure: no money left
             // this node.
             (LocalState::Paying, NodePayment::None)
@@ -485,6 +496,36 @@ mod tests {
         assert_eq!(l.state, Paying);
         l.on_node_payment(NodePayment::None, 4);
         assert_eq!(l.state, Failed);
+    }
+
+    #[test]
+    fn an_external_payment_that_came_back_is_reported_for_the_paying_wallet() {
+        let mut l = Lifecycle::new(0);
+        l.placed(1);
+        l.paying(PayMode::External, 2);
+        l.on_magma(
+            &st("WAITING_FOR_CHANNEL_OPEN"),
+            Some(&PaymentStatus::SuccessfulPayment),
+            3,
+        );
+        assert_eq!(l.state, Paid);
+        l.on_magma(
+            &st("SELLER_FAILED_TO_OPEN_CHANNEL"),
+            Some(&PaymentStatus::HodlInvoiceTimeout),
+            4,
+        );
+        l.on_node_payment(NodePayment::None, 5);
+        assert_eq!(l.state, Refunded);
+        assert!(l.reason.as_deref().unwrap_or("").contains("paying wallet"));
+        // A node-paid order is never closed on Magma's word alone.
+        let mut n = paid_order();
+        n.on_magma(
+            &st("SELLER_FAILED_TO_OPEN_CHANNEL"),
+            Some(&PaymentStatus::HodlInvoiceTimeout),
+            4,
+        );
+        n.on_node_payment(NodePayment::None, 5);
+        assert_eq!(n.state, Paid);
     }
 
     #[test]
