@@ -37,6 +37,11 @@ pub struct Inner {
     pub store: OrderStore<LightningDatastore>,
     /// Wakes the tracker at once (a new order, a payment outcome).
     pub wake: tokio::sync::Notify,
+    /// Wakes the automatic check (a channel event, a policy option changed).
+    pub policy_wake: tokio::sync::Notify,
+    /// The last automatic decision and when the next periodic check is due, for magma-status.
+    last_decision: std::sync::Mutex<Option<serde_json::Value>>,
+    next_check: std::sync::Mutex<Option<u64>>,
     /// `magma_order` notifications on their way to lightningd.
     notices: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
@@ -85,26 +90,58 @@ impl App {
             key_source: key.source,
             settings,
             wake: tokio::sync::Notify::new(),
+            policy_wake: tokio::sync::Notify::new(),
+            last_decision: std::sync::Mutex::new(None),
+            next_check: std::sync::Mutex::new(None),
             notices,
         }));
         Ok((app, key.warnings, receiver))
     }
 
+    pub fn set_last_decision(&self, v: serde_json::Value) {
+        if let Ok(mut g) = self.last_decision.lock() {
+            *g = Some(v);
+        }
+    }
+
+    pub fn last_decision(&self) -> Option<serde_json::Value> {
+        self.last_decision.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn set_next_check(&self, at: u64) {
+        if let Ok(mut g) = self.next_check.lock() {
+            *g = Some(at);
+        }
+    }
+
+    pub fn next_check(&self) -> Option<u64> {
+        self.next_check.lock().ok().and_then(|g| *g)
+    }
+
+    /// Queues a `magma_decision` notification.
+    pub fn notify_decision(&self, decision: serde_json::Value) {
+        let _ = self
+            .notices
+            .send(serde_json::json!({"topic": "magma_decision", "body": decision}));
+    }
+
     /// Queues a `magma_order` notification about `record`; secrets are not in the view.
     pub fn notify_order(&self, record: &OrderRecord, event: &str) {
         let l = &record.lifecycle;
-        let _ = self.notices.send(serde_json::json!({
-            "event": event,
-            "id": record.id,
-            "order_id": record.placement.as_ref().map(|p| p.order_id.clone()),
-            "state": l.state,
-            "status": l.status,
-            "payment_status": l.payment_status,
-            "usd_cents": record.request.usd_cents,
-            "expected_inbound_sat": record.request.expected_inbound_sat,
-            "invoice_sat": record.invoice.as_ref().map(|i| i.amount_sat),
-            "reason": l.reason,
-        }));
+        let _ = self
+            .notices
+            .send(serde_json::json!({"topic": "magma_order", "body": {
+                "event": event,
+                "id": record.id,
+                "order_id": record.placement.as_ref().map(|p| p.order_id.clone()),
+                "state": l.state,
+                "status": l.status,
+                "payment_status": l.payment_status,
+                "usd_cents": record.request.usd_cents,
+                "expected_inbound_sat": record.request.expected_inbound_sat,
+                "invoice_sat": record.invoice.as_ref().map(|i| i.amount_sat),
+                "reason": l.reason,
+            }}));
     }
 
     /// A snapshot of the configuration; cheap, and never holds the lock across an await.

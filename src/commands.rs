@@ -104,15 +104,39 @@ pub async fn status(app: &App, raw: &Value) -> Result<Value, CommandError> {
         .map(|v| &v.record)
         .filter(|r| !r.lifecycle.state.is_final())
         .collect();
-    let pending_orders_sat: u64 = live.iter().map(|r| r.request.expected_inbound_sat).sum();
+    let records: Vec<OrderRecord> = orders.iter().map(|v| v.record.clone()).collect();
+    let pending_orders_sat = crate::autobuy::pending_orders_sat(&records, &channels);
     let mut inbound_view = inbound_json(&inbound, &config);
     let total = inbound.usable_sat + inbound.opening_sat + pending_orders_sat;
     inbound_view["pending_orders_sat"] = json!(pending_orders_sat);
     inbound_view["pending_sat"] = json!(inbound.opening_sat + pending_orders_sat);
     inbound_view["total_sat"] = json!(total);
     inbound_view["below_minimum"] = json!(total < config.min_inbound_sat);
+    let t = crate::purchase::now();
+    let ledger = crate::ledger::derive(
+        &records,
+        &config,
+        config.pause_after_failures,
+        crate::autobuy::resumed_at(app).await,
+        t,
+    );
+    let policy = json!({
+        "last_decision": app.last_decision(),
+        "next_check": app.next_check().map(crate::policy::iso),
+        "budget": {
+            "budget_usd_cents": config.budget_usd_cents,
+            "used_usd_cents": ledger.committed_usd_cents,
+            "left_usd_cents": config.budget_usd_cents.saturating_sub(ledger.committed_usd_cents),
+            "window_days": config.budget_days,
+            "frees_at": ledger.window_frees_at.map(crate::policy::iso),
+        },
+        "consecutive_failures": ledger.consecutive_failures,
+        "backoff_until": ledger.backoff_until.filter(|u| *u > t).map(crate::policy::iso),
+        "paused": ledger.paused,
+    });
     Ok(json!({
         "mode": config.mode.as_str(),
+        "policy": policy,
         "orders": {
             "live": live.iter().map(|r| json!({
                 "id": r.id,

@@ -75,6 +75,7 @@ pub const PRIVATE: &str = "magma-private";
 pub const RAILS_ONLY: &str = "magma-rails-cluster-only";
 pub const CONNECTION_URI: &str = "magma-connection-uri";
 pub const PAY_MAX_FEE_PPM: &str = "magma-pay-max-fee-ppm";
+pub const PAUSE_AFTER: &str = "magma-pause-after-failures";
 
 use OptionDefault as D;
 use OptionKind as K;
@@ -173,6 +174,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         description: "Seconds to wait after a failed order, doubling per consecutive failure, at most 24 h",
     },
     OptionSpec {
+        name: PAUSE_AFTER,
+        kind: K::Int,
+        default: Some(D::Int(3)),
+        dynamic: true,
+        description: "Pause automatic buying after this many consecutive failed orders, until magma-mode is set again (0 = never)",
+    },
+    OptionSpec {
         name: PRIVATE,
         kind: K::Bool,
         default: Some(D::Bool(false)),
@@ -247,6 +255,7 @@ pub struct Config {
     pub max_inflight: u64,
     pub check_interval: Duration,
     pub failure_backoff: Duration,
+    pub pause_after_failures: u32,
     pub private: bool,
     pub rails_cluster_only: bool,
     pub connection_uri: Option<ConnectionUri>,
@@ -411,6 +420,7 @@ impl Config {
             max_inflight: req(MAX_INFLIGHT, 1, 100)?,
             check_interval: Duration::from_secs(req(CHECK_INTERVAL, 10, 86_400)?),
             failure_backoff: Duration::from_secs(req(FAILURE_BACKOFF, 60, 86_400)?),
+            pause_after_failures: u32::try_from(req(PAUSE_AFTER, 0, 100)?).unwrap_or(100),
             private: flag(PRIVATE),
             rails_cluster_only: flag(RAILS_ONLY),
             connection_uri,
@@ -482,6 +492,7 @@ mod tests {
         assert_eq!(c.max_inflight, 1);
         assert_eq!(c.check_interval, Duration::from_secs(600));
         assert_eq!(c.failure_backoff, Duration::from_secs(3600));
+        assert_eq!(c.pause_after_failures, 3);
         assert!(!c.private && !c.rails_cluster_only);
         assert_eq!(c.connection_uri, None);
         assert_eq!(c.pay_max_fee_ppm, 5000);
@@ -526,6 +537,7 @@ mod tests {
             (RAILS_ONLY, json!(1), "type bool"),
             (CONNECTION_URI, json!("nonsense"), "pubkey@host:port"),
             (PAY_MAX_FEE_PPM, json!(200_000), "between 0 and 100000"),
+            (PAUSE_AFTER, json!(101), "between 0 and 100"),
             ("magma-colour", json!(1), "not an option"),
         ];
         for (name, value, words) in cases {
@@ -588,6 +600,6 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), OPTIONS.len());
-        assert_eq!(OPTIONS.len(), 17);
+        assert_eq!(OPTIONS.len(), 18);
     }
 }

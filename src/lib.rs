@@ -2,16 +2,19 @@
 //! buying channels on the Amboss Magma marketplace.
 
 pub mod app;
+pub mod autobuy;
 pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod estimate;
 pub mod inbound;
 pub mod invoice;
+pub mod ledger;
 pub mod magma;
 pub mod node;
 pub mod order;
 pub mod params;
+pub mod policy;
 pub mod purchase;
 pub mod record;
 pub mod rpcerror;

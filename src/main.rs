@@ -17,7 +17,7 @@ use cln_magma::app::{App, NodeSettings};
 use cln_magma::config::{OPTIONS, OptionDefault, OptionKind};
 use cln_magma::rpcerror::CommandError;
 use cln_magma::uri;
-use cln_magma::{commands, purchase, tracker};
+use cln_magma::{autobuy, commands, purchase, tracker};
 
 /// Raised by the `shutdown` notification. `Notify` keeps the signal when nobody waits yet;
 /// `Plugin::shutdown()` would drop it if it came before `join()` was first polled, and the plugin
@@ -99,7 +99,20 @@ async fn run() -> anyhow::Result<()> {
             .description("List Magma orders with their status history, payment, channel and cost (secrets redacted)")
             .usage("[id]"),
         )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new("magma-suggest", |p: Plugin<App>, v: Value| async move {
+                autobuy::suggest(p.state(), &v)
+                    .await
+                    .map_err(CommandError::into_anyhow)
+            })
+            .description("What automatic buying would do now, and every reason it would not buy")
+            .usage(""),
+        )
         .notification(messages::NotificationTopic::new("magma_order"))
+        .notification(messages::NotificationTopic::new("magma_decision"))
+        .subscribe("channel_opened", wake_policy)
+        .subscribe("channel_state_changed", wake_policy)
+        .subscribe("block_added", wake_policy)
         .subscribe("shutdown", |_: Plugin<App>, _: Value| async move {
             log::info!("lightningd is shutting down; stopping");
             SHUTDOWN.notify_one();
@@ -158,15 +171,21 @@ async fn run() -> anyhow::Result<()> {
     let forwarder = plugin.clone();
     tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
+            let topic = notice["topic"]
+                .as_str()
+                .unwrap_or("magma_order")
+                .to_string();
+            let body = notice.get("body").cloned().unwrap_or(Value::Null);
             if let Err(e) = forwarder
-                .send_custom_notification("magma_order".into(), notice)
+                .send_custom_notification(topic.clone(), body)
                 .await
             {
-                log::warn!("cannot send a magma_order notification: {e}");
+                log::warn!("cannot send a {topic} notification: {e}");
             }
         }
     });
-    tokio::spawn(tracker::run(app));
+    tokio::spawn(tracker::run(app.clone()));
+    tokio::spawn(autobuy::run(app));
     tokio::select! {
         r = ended.as_mut() => r.context("waiting for the plugin to end"),
         () = SHUTDOWN.notified() => Ok(()),
@@ -239,6 +258,12 @@ async fn setconfig(plugin: Plugin<App>, params: Value) -> anyhow::Result<Value> 
                 "{name} set to {}",
                 config.value(name).cloned().unwrap_or(Value::Null)
             );
+            if name == cln_magma::config::MODE {
+                // Setting the mode is how the operator resumes paused automation.
+                autobuy::mark_resumed(app).await;
+            }
+            // A raised budget or threshold takes effect now, not at the next timer.
+            app.policy_wake.notify_one();
             Ok(json!({}))
         }
         Err(e) => Err(CommandError::invalid(e.to_string()).into_anyhow()),
@@ -266,4 +291,10 @@ async fn report_connection_uri(app: App) {
         },
         Err(e) => log::warn!("cannot read getinfo to find the connection URI: {e}"),
     }
+}
+
+/// A channel event may have changed inbound: let the automatic check look (debounced).
+async fn wake_policy(plugin: Plugin<App>, _: Value) -> anyhow::Result<()> {
+    plugin.state().policy_wake.notify_one();
+    Ok(())
 }

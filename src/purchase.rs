@@ -10,8 +10,9 @@ use crate::app::App;
 use crate::estimate::{self, Ask, MAGMA_MIN_USD_CENTS};
 use crate::inbound::InboundSnapshot;
 use crate::invoice::{self, Expectation, Verdict};
+use crate::ledger::counts_against_budget;
 use crate::magma::{BuyRequest, MagmaError, Page};
-use crate::order::{Lifecycle, LocalState, NodePayment, PayMode};
+use crate::order::{Lifecycle, NodePayment, PayMode};
 use crate::params::Params;
 use crate::record::{CheckedInvoice, Credential, OrderRecord, Placement, Request, Trigger};
 use crate::rpcerror::{CommandError, NODE_FAILED, NOT_READY};
@@ -92,8 +93,21 @@ fn new_id(at_ms: u128, attempt: u32) -> String {
     format!("o{at_ms}-{attempt}")
 }
 
+/// `magma-buy`: one manual purchase.
 pub async fn buy(app: &App, raw: &Value) -> Result<Value, CommandError> {
     let args = parse_args(raw, app)?;
+    let stored = place(app, &args, Trigger::Manual).await?;
+    Ok(result(&stored.record))
+}
+
+/// One purchase, manual or automatic. An automatic one must be payable from the node's own
+/// outbound: nobody is there to pay an invoice handed out.
+pub async fn place(
+    app: &App,
+    args: &BuyArgs,
+    trigger: Trigger,
+) -> Result<Versioned<OrderRecord>, CommandError> {
+    let args = args.clone();
     let config = app.config();
     let started = now();
 
@@ -170,6 +184,23 @@ pub async fn buy(app: &App, raw: &Value) -> Result<Value, CommandError> {
         }
     }
 
+    if trigger == Trigger::Auto {
+        let fee_cap = quote
+            .expected_cost_sat
+            .saturating_mul(config.pay_max_fee_ppm)
+            .div_ceil(1_000_000);
+        let needed = quote.expected_cost_sat.saturating_add(fee_cap);
+        if inbound.spendable_sat < needed {
+            return Err(CommandError::new(
+                NOT_READY,
+                format!(
+                    "an automatic order must be paid from this node: {needed} sats needed, {} spendable",
+                    inbound.spendable_sat
+                ),
+            ));
+        }
+    }
+
     // Invariant 1: the intent is stored before anything is sent.
     let request = Request {
         usd_cents: quote.usd_cents,
@@ -186,7 +217,7 @@ pub async fn buy(app: &App, raw: &Value) -> Result<Value, CommandError> {
         version: crate::record::RECORD_VERSION,
         id: String::new(),
         created_at: started,
-        trigger: Trigger::Manual,
+        trigger,
         request,
         placement: None,
         invoice: None,
@@ -281,15 +312,7 @@ pub async fn buy(app: &App, raw: &Value) -> Result<Value, CommandError> {
         }
     };
     app.wake.notify_one();
-    Ok(result(&stored.record))
-}
-
-fn counts_against_budget(state: LocalState) -> bool {
-    // Orders that may still cost money count at full price; ended ones that cost nothing do not.
-    !matches!(
-        state,
-        LocalState::Abandoned | LocalState::Rejected | LocalState::Refunded | LocalState::Failed
-    )
+    Ok(stored)
 }
 
 async fn update<F>(
@@ -587,17 +610,6 @@ mod tests {
         assert_eq!(summarize(&["failed", "pending"]), NodePayment::Pending);
         assert_eq!(summarize(&["failed", "complete"]), NodePayment::Complete);
         assert_eq!(summarize(&["pending"]), NodePayment::Pending);
-    }
-
-    #[test]
-    fn budget_counts_only_orders_that_may_cost() {
-        use LocalState::*;
-        for s in [Placing, Placed, Paying, Paid, Done] {
-            assert!(counts_against_budget(s), "{s:?}");
-        }
-        for s in [Abandoned, Rejected, Refunded, Failed] {
-            assert!(!counts_against_budget(s), "{s:?}");
-        }
     }
 
     #[test]

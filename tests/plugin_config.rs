@@ -34,6 +34,8 @@ const DESIGN_TABLE: &[(&str, &str, Option<&str>, bool)] = &[
     ("magma-max-inflight", "int", Some("1"), true),
     ("magma-check-interval", "int", Some("600"), true),
     ("magma-failure-backoff", "int", Some("3600"), true),
+    // Added by the automatic-buying issue.
+    ("magma-pause-after-failures", "int", Some("3"), true),
     ("magma-private", "bool", Some("false"), true),
     ("magma-rails-cluster-only", "bool", Some("false"), true),
     ("magma-connection-uri", "string", None, true),
@@ -59,10 +61,10 @@ async fn the_manifest_declares_every_option_command_notification_and_subscriptio
     let manifest = emu.manifest();
 
     let options = manifest_options(&emu);
-    assert_eq!(options.len(), 17, "{options:?}");
+    assert_eq!(options.len(), 18, "{options:?}");
     assert_eq!(
         manifest["options"].as_array().unwrap().len(),
-        17,
+        18,
         "no duplicates"
     );
     for (name, typ, default, dynamic) in DESIGN_TABLE {
@@ -102,7 +104,8 @@ async fn the_manifest_declares_every_option_command_notification_and_subscriptio
             "magma-buy",
             "magma-estimate",
             "magma-orders",
-            "magma-status"
+            "magma-status",
+            "magma-suggest"
         ]
     );
     assert_eq!(
@@ -117,7 +120,7 @@ async fn the_manifest_declares_every_option_command_notification_and_subscriptio
     // The order notification is declared, or lightningd would drop it.
     assert_eq!(
         manifest["notifications"],
-        json!([{"method": "magma_order"}])
+        json!([{"method": "magma_order"}, {"method": "magma_decision"}])
     );
     assert_eq!(methods["magma-status"]["usage"], json!(""));
     for m in methods.values() {
@@ -129,7 +132,18 @@ async fn the_manifest_declares_every_option_command_notification_and_subscriptio
     assert_eq!(manifest["nonnumericids"], json!(true));
     // `lightning-cli plugin start` works at run time, as the README says.
     assert_eq!(manifest["dynamic"], json!(true));
-    assert_eq!(manifest["subscriptions"], json!(["shutdown"]));
+    let mut subscriptions: Vec<String> =
+        serde_json::from_value(manifest["subscriptions"].clone()).unwrap();
+    subscriptions.sort();
+    assert_eq!(
+        subscriptions,
+        [
+            "block_added",
+            "channel_opened",
+            "channel_state_changed",
+            "shutdown"
+        ]
+    );
 
     // lightningd's `help` lists the commands with their usage.
     let help = emu.call("help", json!({})).await.unwrap();
@@ -386,6 +400,12 @@ async fn every_option_refuses_an_invalid_value_at_init_by_disabling_the_plugin()
             vec![("magma-failure-backoff", json!(100_000))],
             "magma-failure-backoff",
             &["between 60 and 86400"],
+        ),
+        // magma-pause-after-failures
+        refusal(
+            vec![("magma-pause-after-failures", json!(101))],
+            "magma-pause-after-failures",
+            &["between 0 and 100"],
         ),
         // magma-connection-uri: shape, node id, port, host
         refusal(
@@ -774,6 +794,12 @@ async fn setconfig_on_the_remaining_dynamic_options() {
             json!(1000),
             json!(100_001),
             &["between 0 and 100000"],
+        ),
+        (
+            "magma-pause-after-failures",
+            json!(5),
+            json!(101),
+            &["between 0 and 100"],
         ),
     ];
     for (name, good, bad, words) in cases {

@@ -114,7 +114,7 @@ async fn the_options_equal_the_live_manifest() {
         assert_eq!(o.get("default"), m.get("default"), "{name}: default");
     }
     assert_eq!(declared.len(), live.len());
-    assert_eq!(declared.len(), 17);
+    assert_eq!(declared.len(), 18);
     assert!(declared.iter().all(|o| o["dynamic"].is_boolean()));
     finish(emu).await;
 }
