@@ -108,33 +108,8 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
             _ => schedule.next_poll.get(&v.id).is_none_or(|at| *at <= t),
         };
         if read {
-            let key = match placement.credential {
-                Credential::ApiKey => app.api_key.clone(),
-                Credential::SessionKey => placement.session_key.clone(),
-            };
-            let delay = match key {
-                None => {
-                    log::warn!("order {}: no credential to read it with", v.id);
-                    MAX_BACKOFF
-                }
-                Some(key) => {
-                    schedule.last_read.insert(v.id.clone(), t);
-                    match app.client.get_order(&placement.order_id, &key).await {
-                        Ok(order) => {
-                            schedule.failures.remove(&v.id);
-                            let d = if order.status.is_on_chain() {
-                                poll_on_chain
-                            } else {
-                                poll
-                            };
-                            seen.magma = Some(order);
-                            d
-                        }
-                        Err(e) => backoff(schedule, &v.id, &e, poll),
-                    }
-                }
-            };
-            schedule.next_poll.insert(v.id.clone(), t + delay);
+            seen.magma =
+                read_order(app, schedule, &v.id, &placement, t, (poll, poll_on_chain)).await;
         }
         if let Some(at) = schedule.next_poll.get(&v.id) {
             soonest = soonest.min(
@@ -157,6 +132,25 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
                 Err(e) => log::warn!("order {}: {e}", v.id),
             }
         }
+        // The payment came back before Magma's side is known: ask Magma first, so the order
+        // ends with its status and the guide's follow-up (a refund ends tracking for good).
+        if seen.node_payment == Some(NodePayment::Failed) && !failure_known && seen.magma.is_none()
+        {
+            let rested = schedule
+                .last_read
+                .get(&v.id)
+                .is_none_or(|at| t.saturating_duration_since(*at) >= floor);
+            if rested {
+                seen.magma =
+                    read_order(app, schedule, &v.id, &placement, t, (poll, poll_on_chain)).await;
+            } else {
+                // Decide on the next pass, once the floor allows the read.
+                seen.node_payment = None;
+                if let Some(at) = schedule.last_read.get(&v.id) {
+                    soonest = soonest.min((*at + floor).saturating_duration_since(t));
+                }
+            }
+        }
         let success = l.magma_success
             || seen
                 .magma
@@ -168,6 +162,41 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
         apply(app, v, seen, channels.as_deref()).await;
     }
     Ok(soonest)
+}
+
+/// One `get_order` for `id`, with the cadence bookkeeping; `None` when it failed.
+async fn read_order(
+    app: &App,
+    schedule: &mut Schedule,
+    id: &str,
+    placement: &crate::record::Placement,
+    t: Instant,
+    (poll, poll_on_chain): (Duration, Duration),
+) -> Option<Order> {
+    let key = match placement.credential {
+        Credential::ApiKey => app.api_key.clone(),
+        Credential::SessionKey => placement.session_key.clone(),
+    };
+    let Some(key) = key else {
+        log::warn!("order {id}: no credential to read it with");
+        schedule.next_poll.insert(id.to_string(), t + MAX_BACKOFF);
+        return None;
+    };
+    schedule.last_read.insert(id.to_string(), t);
+    let (delay, order) = match app.client.get_order(&placement.order_id, &key).await {
+        Ok(order) => {
+            schedule.failures.remove(id);
+            let d = if order.status.is_on_chain() {
+                poll_on_chain
+            } else {
+                poll
+            };
+            (d, Some(order))
+        }
+        Err(e) => (backoff(schedule, id, &e, poll), None),
+    };
+    schedule.next_poll.insert(id.to_string(), t + delay);
+    order
 }
 
 /// With an API key and several live orders, one `transaction_list` read per period tells which
