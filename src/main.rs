@@ -17,7 +17,7 @@ use cln_magma::app::{App, NodeSettings};
 use cln_magma::config::{OPTIONS, OptionDefault, OptionKind};
 use cln_magma::rpcerror::CommandError;
 use cln_magma::uri;
-use cln_magma::{autobuy, commands, purchase, tracker};
+use cln_magma::{autobuy, commands, purchase, recovery, tracker};
 
 /// Raised by the `shutdown` notification. `Notify` keeps the signal when nobody waits yet;
 /// `Plugin::shutdown()` would drop it if it came before `join()` was first polled, and the plugin
@@ -184,7 +184,12 @@ async fn run() -> anyhow::Result<()> {
             }
         }
     });
-    tokio::spawn(tracker::run(app.clone()));
+    let recovering = app.clone();
+    tokio::spawn(async move {
+        // Orders left half-way by a crash resume before tracking starts.
+        recovery::recover(&recovering).await;
+        tracker::run(recovering).await;
+    });
     tokio::spawn(autobuy::run(app));
     tokio::select! {
         r = ended.as_mut() => r.context("waiting for the plugin to end"),

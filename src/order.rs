@@ -331,13 +331,12 @@ impl Lifecycle {
                 ));
                 self.move_to(LocalState::Refunded, at, self.reason.clone(), &mut c);
             }
-            // An external payment that never arrived ends with Magma's failure: no money left
-            // this node.
-            (LocalState::Paying, NodePayment::None)
-                if self.pay_mode == Some(PayMode::External) && self.magma_failure.is_some() =>
-            {
+            // Magma ended the order and the node has no payment for it: nothing left this node
+            // (an external payment never arrived, or — after a crash — `pay` was never called,
+            // and it is never called again for an order already PAYING).
+            (LocalState::Paying, NodePayment::None) if self.magma_failure.is_some() => {
                 self.reason = Some(format!(
-                    "Magma ended the order ({}) before a payment arrived",
+                    "Magma ended the order ({}) before any payment was made",
                     self.magma_failure.clone().unwrap_or_default()
                 ));
                 self.move_to(LocalState::Failed, at, self.reason.clone(), &mut c);
@@ -529,16 +528,17 @@ mod tests {
     }
 
     #[test]
-    fn a_node_payment_that_never_existed_does_not_end_a_node_paid_order() {
+    fn a_node_payment_that_never_existed_ends_only_with_magmas_failure() {
         let mut l = Lifecycle::new(0);
         l.placed(1);
         l.paying(PayMode::Node, 2);
-        l.on_magma(&st("BUYER_FAILED_TO_PAY"), None, 3);
-        l.on_node_payment(NodePayment::None, 4);
-        assert_eq!(
-            l.state, Paying,
-            "the pay may still be starting; only failed ends it"
-        );
+        l.on_node_payment(NodePayment::None, 3);
+        assert_eq!(l.state, Paying, "the pay may still be starting");
+        l.on_magma(&st("BUYER_FAILED_TO_PAY"), None, 4);
+        l.on_node_payment(NodePayment::Pending, 5);
+        assert_eq!(l.state, Paying, "a pending payment keeps it live");
+        l.on_node_payment(NodePayment::None, 6);
+        assert_eq!(l.state, Failed, "nothing left the node");
     }
 
     #[test]

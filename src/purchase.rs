@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::crash;
 use crate::estimate::{self, Ask, MAGMA_MIN_USD_CENTS};
 use crate::inbound::InboundSnapshot;
 use crate::invoice::{self, Expectation, Verdict};
@@ -243,6 +244,7 @@ pub async fn place(
         }
     }
     let stored = stored.ok_or_else(|| store_failed("no free order id"))?;
+    crash::point("intent-stored");
     log::info!(
         "order {}: buying {} cents of inbound (~{} sats at {} ppm) for {}",
         record.id,
@@ -253,6 +255,18 @@ pub async fn place(
     );
     app.notify_order(&stored.record, "placing");
 
+    send_buy(app, stored, &args, &quote, &inbound).await
+}
+
+/// Sends `liquidity.buy` for a stored intent — exactly once — stores the answer, then checks
+/// and pays the invoice.
+pub(crate) async fn send_buy(
+    app: &App,
+    stored: Versioned<OrderRecord>,
+    args: &BuyArgs,
+    quote: &estimate::Quote,
+    inbound: &InboundSnapshot,
+) -> Result<Versioned<OrderRecord>, CommandError> {
     let buy = BuyRequest {
         connection_uri: stored.record.request.connection_uri.clone(),
         usd_cents: quote.usd_cents,
@@ -263,6 +277,9 @@ pub async fn place(
     };
     // Sent exactly once; the client never retries a buy.
     let answer = app.client.buy(&buy, app.api_key.as_ref()).await;
+    if answer.is_ok() {
+        crash::point("buy-answered");
+    }
     let stored = match answer {
         Ok(purchase) => {
             let placement = Placement {
@@ -294,25 +311,52 @@ pub async fn place(
                 purchase.order_id
             );
             app.notify_order(&v.record, "placed");
-            Box::pin(check_and_pay(app, v, &purchase, &quote, &args, &inbound)).await?
+            crash::point("placed-stored");
+            Box::pin(check_and_pay(app, v, &purchase, quote, args, inbound)).await?
         }
         Err(e @ MagmaError::Ambiguous { .. }) => {
-            Box::pin(reconcile_lost_buy(app, stored, &e)).await?
+            log::warn!("order {}: {e}", stored.id);
+            match Box::pin(find_lost_order(app, &stored)).await? {
+                Lost::Found { order_id, invoice } => {
+                    Box::pin(adopt(app, stored, &order_id, invoice, quote, args, inbound)).await?
+                }
+                Lost::NotListed | Lost::NoApiKey => {
+                    let why = format!(
+                        "the buy's answer was lost ({e}) and the order cannot be found{}",
+                        if app.api_key.is_some() {
+                            ": Magma lists no new order"
+                        } else {
+                            " without an API key; its invoice will expire unpaid"
+                        }
+                    );
+                    abandon(app, &stored, &why).await?
+                }
+                // Stays PLACING: recovery reconciles it later; never bought again meanwhile.
+                Lost::Unknown => stored,
+            }
         }
         Err(e) => {
             // Magma said no, or the request never left: no order exists.
-            let reason = format!("Magma did not take the order: {e}");
-            let at = now();
-            let v = update(app, &stored, |r| {
-                Ok(!r.lifecycle.abandoned(at, &reason).is_empty())
-            })
-            .await?;
-            app.notify_order(&v.record, "abandoned");
+            abandon(app, &stored, &format!("Magma did not take the order: {e}")).await?;
             return Err(e.into());
         }
     };
     app.wake.notify_one();
     Ok(stored)
+}
+
+pub(crate) async fn abandon(
+    app: &App,
+    stored: &Versioned<OrderRecord>,
+    why: &str,
+) -> Result<Versioned<OrderRecord>, CommandError> {
+    let at = now();
+    let v = update(app, stored, |r| {
+        Ok(!r.lifecycle.abandoned(at, why).is_empty())
+    })
+    .await?;
+    app.notify_order(&v.record, "abandoned");
+    Ok(v)
 }
 
 async fn update<F>(
@@ -329,28 +373,31 @@ where
     })
 }
 
-/// After an answer that may have created an order: with an API key, look for it; without one,
-/// nothing can be found and nothing will be paid.
-async fn reconcile_lost_buy(
+/// What reconciliation found for an intent whose buy answer is missing.
+pub(crate) enum Lost {
+    /// A new order of ours, listed since the intent; its invoice when Magma gives it.
+    Found {
+        order_id: String,
+        invoice: Option<String>,
+    },
+    /// Magma lists no new order: the buy did not create one.
+    NotListed,
+    /// Without an API key nothing can be looked up.
+    NoApiKey,
+    /// The lookup failed; try again later.
+    Unknown,
+}
+
+/// Looks for the order a lost buy may have created (the guide: list `transaction_list` and
+/// reconcile before ever buying again). Orders known locally are not candidates; the newest
+/// unknown one created since the intent (with a minute of clock slack) is ours.
+pub(crate) async fn find_lost_order(
     app: &App,
-    stored: Versioned<OrderRecord>,
-    cause: &MagmaError,
-) -> Result<Versioned<OrderRecord>, CommandError> {
-    log::warn!("order {}: {cause}", stored.id);
+    stored: &Versioned<OrderRecord>,
+) -> Result<Lost, CommandError> {
     let Some(key) = app.api_key.as_ref() else {
-        let why = format!(
-            "the buy's answer was lost ({cause}) and without an API key the order cannot be found; its invoice will expire unpaid"
-        );
-        let at = now();
-        let v = update(app, &stored, |r| {
-            Ok(!r.lifecycle.abandoned(at, &why).is_empty())
-        })
-        .await?;
-        app.notify_order(&v.record, "abandoned");
-        return Ok(v);
+        return Ok(Lost::NoApiKey);
     };
-    // Orders known locally are not candidates; the newest unknown one created since the
-    // intent (with a minute of clock slack) is ours.
     let known: Vec<String> = app
         .store
         .load_all::<OrderRecord>()
@@ -360,22 +407,15 @@ async fn reconcile_lost_buy(
         .into_iter()
         .filter_map(|o| o.record.placement.map(|p| p.order_id))
         .collect();
-    let listed = match app
-        .client
-        .transaction_list(
-            Page {
-                limit: 20,
-                offset: 0,
-            },
-            key,
-        )
-        .await
-    {
+    let page = Page {
+        limit: 20,
+        offset: 0,
+    };
+    let listed = match app.client.transaction_list(page, key).await {
         Ok(list) => list,
         Err(e) => {
-            // Stay in Placing: recovery reconciles again later; never buy again meanwhile.
             log::warn!("order {}: cannot reconcile yet: {e}", stored.id);
-            return Ok(stored);
+            return Ok(Lost::Unknown);
         }
     };
     let since = stored.record.created_at.saturating_sub(60);
@@ -386,52 +426,81 @@ async fn reconcile_lost_buy(
                 .and_then(parse_time)
                 .is_some_and(|c| c >= since)
     });
-    let at = now();
-    let v = match found {
-        Some(t) => {
-            log::info!(
-                "order {}: adopted Magma order {} found after the lost answer",
+    let Some(t) = found else {
+        return Ok(Lost::NotListed);
+    };
+    let invoice = match app.client.order_invoice(&t.id, key).await {
+        Ok(invoice) => invoice,
+        Err(e) => {
+            log::warn!(
+                "order {}: Magma does not give the invoice of {} ({e})",
                 stored.id,
                 t.id
             );
-            let placement = Placement {
-                order_id: t.id.clone(),
-                account_id: String::new(),
-                credential: Credential::ApiKey,
-                session_key: None,
-                invoice: String::new(),
-                invoice_sats: None,
-                adopted: true,
-            };
-            let v = update(app, &stored, |r| {
-                if r.placement.is_some() {
-                    return Ok(false);
-                }
-                r.placement = Some(placement.clone());
-                r.lifecycle.placed(at);
-                // Its invoice was in the lost answer: it cannot be checked, so it is not paid.
-                r.lifecycle.rejected(
-                    at,
-                    "adopted after a lost answer: the invoice is unknown, so it is not paid",
-                );
-                Ok(true)
-            })
-            .await?;
-            app.notify_order(&v.record, "adopted");
-            v
-        }
-        None => {
-            let why =
-                format!("the buy's answer was lost ({cause}) and no new order is listed by Magma");
-            let v = update(app, &stored, |r| {
-                Ok(!r.lifecycle.abandoned(at, &why).is_empty())
-            })
-            .await?;
-            app.notify_order(&v.record, "abandoned");
-            v
+            None
         }
     };
-    Ok(v)
+    Ok(Lost::Found {
+        order_id: t.id,
+        invoice,
+    })
+}
+
+/// Takes over the order a lost answer created: with its invoice recovered, the purchase goes
+/// on (the invoice is checked like any other, against the quote since Magma's promised amount
+/// was in the lost answer); without it, nothing can be paid.
+pub(crate) async fn adopt(
+    app: &App,
+    stored: Versioned<OrderRecord>,
+    order_id: &str,
+    invoice: Option<String>,
+    quote: &estimate::Quote,
+    args: &BuyArgs,
+    inbound: &InboundSnapshot,
+) -> Result<Versioned<OrderRecord>, CommandError> {
+    log::info!(
+        "order {}: adopted Magma order {order_id} found after the lost answer",
+        stored.id
+    );
+    let placement = Placement {
+        order_id: order_id.to_string(),
+        account_id: String::new(),
+        credential: Credential::ApiKey,
+        session_key: None,
+        invoice: invoice.clone().unwrap_or_default(),
+        invoice_sats: None,
+        adopted: true,
+    };
+    let at = now();
+    let v = update(app, &stored, |r| {
+        if r.placement.is_some() {
+            return Ok(false);
+        }
+        r.placement = Some(placement.clone());
+        r.lifecycle.placed(at);
+        if invoice.is_none() {
+            r.lifecycle.rejected(
+                at,
+                "adopted after a lost answer: the invoice is unknown, so it is not paid",
+            );
+        }
+        Ok(true)
+    })
+    .await?;
+    app.notify_order(&v.record, "adopted");
+    let Some(bolt11) = invoice else {
+        return Ok(v);
+    };
+    let purchase = crate::magma::Purchase {
+        account_id: String::new(),
+        session_key: None,
+        order_id: order_id.to_string(),
+        usd_cents: Some(v.record.request.usd_cents),
+        lightning_invoice: bolt11,
+        redirect_url: None,
+        invoice_sats: None,
+    };
+    Box::pin(check_and_pay(app, v, &purchase, quote, args, inbound)).await
 }
 
 /// RFC 3339 to unix seconds.
@@ -443,7 +512,7 @@ pub fn parse_time(s: &str) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-async fn check_and_pay(
+pub(crate) async fn check_and_pay(
     app: &App,
     v: Versioned<OrderRecord>,
     purchase: &crate::magma::Purchase,
@@ -506,6 +575,7 @@ async fn check_and_pay(
     })
     .await?;
     app.notify_order(&v.record, "paying");
+    crash::point("paying-stored");
     match (mode, existing) {
         (PayMode::External, _) => {
             log::info!(
@@ -519,7 +589,8 @@ async fn check_and_pay(
                 }
             );
         }
-        (PayMode::Node, NodePayment::None | NodePayment::Failed) => {
+        // Only when the node shows no attempt at all: never a second payment for one hash.
+        (PayMode::Node, NodePayment::None) => {
             spawn_pay(
                 app.clone(),
                 v.id.clone(),
@@ -569,10 +640,16 @@ pub fn summarize(statuses: &[&str]) -> NodePayment {
 
 /// `pay` on its own connection and task: a hold invoice keeps it open until the seller
 /// settles or cancels, possibly for hours.
-fn spawn_pay(app: App, id: String, bolt11: String, amount_sat: u64, fee_ppm: u64) {
+pub(crate) fn spawn_pay(app: App, id: String, bolt11: String, amount_sat: u64, fee_ppm: u64) {
     tokio::spawn(async move {
         let maxfee_msat = amount_sat.saturating_mul(1000).saturating_mul(fee_ppm) / 1_000_000;
         log::info!("order {id}: paying {amount_sat} sats (routing fee at most {maxfee_msat} msat)");
+        // The crash point "pay-started" lets the payment get under way, then stops the plugin.
+        #[cfg(feature = "test-hooks")]
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            crash::point("pay-started");
+        });
         let outcome = app
             .node
             .call_value("pay", json!({"bolt11": bolt11, "maxfee": maxfee_msat}))

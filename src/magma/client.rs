@@ -136,6 +136,30 @@ impl MagmaClient {
         })
     }
 
+    /// The invoice of an order, for an order adopted after its buy answer was lost. `Ok(None)`
+    /// when the service does not give it.
+    pub async fn order_invoice(
+        &self,
+        order_id: &str,
+        auth: &Secret,
+    ) -> Result<Option<String>, MagmaError> {
+        let data: serde_json::Value = self
+            .execute(
+                "order_invoice",
+                Effect::Read,
+                queries::ORDER_INVOICE,
+                serde_json::json!({ "orderId": order_id }),
+                Some(auth),
+            )
+            .await?;
+        Ok(
+            data["user"]["market"]["orders"]["get_order"]["payment"]["lightning"]["invoice"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        )
+    }
+
     /// One page of `user.transactions.transaction_list`, newest first.
     pub async fn transaction_list(
         &self,

@@ -10,3 +10,8 @@ pub const BUY: &str = "mutation BuyLiquidity($input: LiquidityOrderInput!) { liq
 pub const GET_ORDER: &str = "query GetOrder($orderId: String!) { user { market { orders { get_order(order_id: $orderId) { id status payment_status channel_id transaction_id timeout blocks_until_can_be_closed confirmations { confirmations } fees { buyer { sats usd } } } } } } }";
 
 pub const TRANSACTION_LIST: &str = "query Reconcile($page: PageInput) { user { transactions { transaction_list(page: $page) { list { id status created_at } } } } }";
+
+/// Only for an order whose buy answer was lost: `payment { lightning { invoice } }` is seen in
+/// Amboss's own ThunderHub (magma-api.md §4.3 [AMB]) but is not in the documented selection, so
+/// it is asked separately and a validation error just means the invoice cannot be recovered.
+pub const ORDER_INVOICE: &str = "query OrderInvoice($orderId: String!) { user { market { orders { get_order(order_id: $orderId) { id payment { lightning { invoice } } } } } } }";

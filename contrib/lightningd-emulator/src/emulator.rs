@@ -441,6 +441,15 @@ impl Emulator {
         Ok(())
     }
 
+    /// Sets (or, with `None`, removes) an environment variable for the plugin's next launch, e.g.
+    /// to restart it without a test switch it crashed with.
+    pub fn set_plugin_env(&mut self, key: &str, value: Option<&str>) {
+        self.cfg.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.cfg.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
     /// Starts the plugin again (new getmanifest/init with `startup: true`, as after a
     /// lightningd restart) against the same node state. Kills a running instance first.
     pub async fn restart_plugin(&mut self) -> anyhow::Result<()> {
