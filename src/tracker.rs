@@ -262,20 +262,37 @@ async fn bulk_statuses(
 fn backoff(schedule: &mut Schedule, id: &str, e: &MagmaError, poll: Duration) -> Duration {
     let n = schedule.failures.entry(id.to_string()).or_insert(0);
     *n = n.saturating_add(1);
-    let exp = poll
-        .saturating_mul(2u32.saturating_pow((*n).min(8)))
-        .min(MAX_BACKOFF);
-    let d = match e {
-        MagmaError::RateLimited {
-            retry_after: Some(after),
-        } => (*after).max(poll),
-        _ => exp,
-    };
+    let d = retry_delay(*n, e, poll, unit_random());
     log::warn!(
         "order {id}: cannot read it from Magma ({e}); next try in {} s",
         d.as_secs()
     );
     d
+}
+
+/// The wait before reading an order again after its `failures`-th error in a row: exponential
+/// from the polling period, capped at [`MAX_BACKOFF`], spread by `jitter` (0..1) over its upper
+/// half so that many plugins (or orders) do not retry in step; a `Retry-After` is honoured as
+/// given, never shortened.
+pub fn retry_delay(failures: u32, e: &MagmaError, poll: Duration, jitter: f64) -> Duration {
+    match e {
+        MagmaError::RateLimited {
+            retry_after: Some(after),
+        } => (*after).max(poll),
+        _ => {
+            let exp = poll
+                .saturating_mul(2u32.saturating_pow(failures.min(8)))
+                .min(MAX_BACKOFF);
+            exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)).max(poll)
+        }
+    }
+}
+
+/// A number in 0..1 that differs between calls and processes; jitter needs no more.
+fn unit_random() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The remote-opened channel that delivers this order: Magma's channel id, else its funding
@@ -368,6 +385,52 @@ fn describe(c: &Change) -> String {
                 "Magma payment status {} → {to}",
                 from.as_deref().unwrap_or("(none)")
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_honour_retry_after() {
+        let poll = POLL;
+        let transient = MagmaError::Transient { reason: "x".into() };
+        // Without jitter the upper half's bottom, with full jitter its top.
+        assert_eq!(
+            retry_delay(1, &transient, poll, 0.0),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            retry_delay(1, &transient, poll, 1.0),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            retry_delay(2, &transient, poll, 1.0),
+            Duration::from_secs(40)
+        );
+        assert_eq!(
+            retry_delay(3, &transient, poll, 0.5),
+            Duration::from_secs(60)
+        );
+        // Capped at five minutes, never below the polling period.
+        assert_eq!(retry_delay(30, &transient, poll, 1.0), MAX_BACKOFF);
+        assert!(retry_delay(30, &transient, poll, 0.0) >= MAX_BACKOFF / 2);
+        // Retry-After as given (not below the period), jitter or not.
+        let limited = MagmaError::RateLimited {
+            retry_after: Some(Duration::from_secs(37)),
+        };
+        assert_eq!(retry_delay(1, &limited, poll, 0.0), Duration::from_secs(37));
+        assert_eq!(retry_delay(5, &limited, poll, 1.0), Duration::from_secs(37));
+        let soon = MagmaError::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(retry_delay(1, &soon, poll, 0.3), poll);
+        // The random source stays in range.
+        for _ in 0..100 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r));
         }
     }
 }
