@@ -37,6 +37,9 @@ pub struct Inner {
     pub store: OrderStore<LightningDatastore>,
     /// Wakes the tracker at once (a new order, a payment outcome).
     pub wake: tokio::sync::Notify,
+    /// Held from a purchase's limit checks until its intent is stored, so two purchases
+    /// (a manual one and an automatic one, say) cannot both pass `magma-max-inflight`.
+    pub purchase_lock: tokio::sync::Mutex<()>,
     /// Wakes the automatic check (a channel event, a policy option changed).
     pub policy_wake: tokio::sync::Notify,
     /// The last automatic decision and when the next periodic check is due, for magma-status.
@@ -91,6 +94,7 @@ impl App {
             settings,
             wake: tokio::sync::Notify::new(),
             policy_wake: tokio::sync::Notify::new(),
+            purchase_lock: tokio::sync::Mutex::new(()),
             last_decision: std::sync::Mutex::new(None),
             next_check: std::sync::Mutex::new(None),
             notices,

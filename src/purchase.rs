@@ -111,6 +111,8 @@ pub async fn place(
     let args = args.clone();
     let config = app.config();
     let started = now();
+    // Until this purchase's intent is stored, no other purchase may check the limits.
+    let limits = app.purchase_lock.lock().await;
 
     // Limits first: in-flight and budget, from the stored orders (force bypasses both).
     let (orders, unreadable) = app
@@ -244,6 +246,7 @@ pub async fn place(
         }
     }
     let stored = stored.ok_or_else(|| store_failed("no free order id"))?;
+    drop(limits);
     crash::point("intent-stored");
     log::info!(
         "order {}: buying {} cents of inbound (~{} sats at {} ppm) for {}",

@@ -306,3 +306,26 @@ async fn several_live_orders_are_followed_through_transaction_list() {
     }
     finish(emu).await;
 }
+
+/// Two purchases at once cannot both pass magma-max-inflight: the second sees the first's
+/// stored intent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_buys_respect_the_inflight_limit() {
+    let (sim, _server, emu, _follow) = world(SellerScript::Happy).await;
+    let (a, b) = tokio::join!(
+        emu.call("magma-buy", json!([1000])),
+        emu.call("magma-buy", json!([1000]))
+    );
+    let ok = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "{a:?} / {b:?}");
+    let refused = if a.is_err() { a } else { b };
+    expect_error(refused, 1603, &["magma-max-inflight"]);
+    assert_eq!(
+        sim.request_log()
+            .iter()
+            .filter(|r| r.operation == Operation::Buy)
+            .count(),
+        1
+    );
+    finish(emu).await;
+}
