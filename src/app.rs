@@ -24,6 +24,20 @@ pub struct NodeSettings {
     pub forced_proxy: Option<String>,
 }
 
+/// The whole-request limit of every Magma call: the client's 30 s, except in test builds that
+/// ask for a shorter one (a test of a timed-out call cannot wait 30 s per try). Release builds
+/// have no such switch.
+fn http_timeout() -> std::time::Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("CLN_MAGMA_TEST_HTTP_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return std::time::Duration::from_millis(ms);
+    }
+    ClientOptions::default().timeout
+}
+
 #[derive(Clone)]
 pub struct App(Arc<Inner>);
 
@@ -79,6 +93,7 @@ impl App {
         let client = MagmaClient::new(&ClientOptions {
             api_url: config.api_url.to_string(),
             socks_proxy: settings.forced_proxy.clone(),
+            timeout: http_timeout(),
             ..ClientOptions::default()
         })
         .map_err(|e| format!("cannot reach Magma: {e}"))?;
@@ -146,6 +161,31 @@ impl App {
                 "invoice_sat": record.invoice.as_ref().map(|i| i.amount_sat),
                 "reason": l.reason,
             }}));
+    }
+
+    /// The node's channels, for inbound and delivery checks.
+    pub async fn channels(
+        &self,
+    ) -> Result<Vec<crate::inbound::PeerChannel>, crate::rpcerror::CommandError> {
+        self.node
+            .peer_channels()
+            .await
+            .map_err(|e| crate::rpcerror::CommandError::node("listpeerchannels", e))
+    }
+
+    /// Every stored order; unreadable records are logged, never dropped silently.
+    pub async fn orders(
+        &self,
+    ) -> Result<Vec<crate::store::Versioned<OrderRecord>>, crate::rpcerror::CommandError> {
+        let (orders, unreadable) = self
+            .store
+            .load_all::<OrderRecord>()
+            .await
+            .map_err(|e| crate::rpcerror::CommandError::node("listdatastore", e))?;
+        for bad in &unreadable {
+            log::warn!("a stored order cannot be read: {bad}");
+        }
+        Ok(orders)
     }
 
     /// A snapshot of the configuration; cheap, and never holds the lock across an await.

@@ -168,34 +168,10 @@ pub fn pending_orders_sat(
 /// silent towards Magma.
 pub async fn evaluate(app: &App, fetch_price: bool) -> Result<Evaluation, CommandError> {
     let config = app.config();
-    let channels = app
-        .node
-        .peer_channels()
-        .await
-        .map_err(|e| CommandError::node("listpeerchannels", e))?;
+    let channels = app.channels().await?;
     let snapshot = InboundSnapshot::from_channels(&channels);
-    let (orders, _) = app
-        .store
-        .load_all::<OrderRecord>()
-        .await
-        .map_err(|e| CommandError::node("listdatastore", e))?;
-    let records: Vec<OrderRecord> = orders.into_iter().map(|v| v.record).collect();
-    // Pending inbound counted once: an order whose channel already shows (opening or open) is
-    // counted by the channel, not again by the order.
-    let visible: Vec<&str> = channels
-        .iter()
-        .filter_map(|c| c.funding_txid.as_deref())
-        .collect();
-    let orders_pending: u64 = records
-        .iter()
-        .filter(|r| !r.lifecycle.state.is_final())
-        .filter(|r| {
-            r.funding_txid
-                .as_deref()
-                .is_none_or(|t| !visible.contains(&t))
-        })
-        .map(|r| r.request.expected_inbound_sat)
-        .sum();
+    let records: Vec<OrderRecord> = app.orders().await?.into_iter().map(|v| v.record).collect();
+    let orders_pending = pending_orders_sat(&records, &channels);
     let inbound = Inbound {
         usable_sat: snapshot.usable_sat,
         pending_sat: snapshot.opening_sat.saturating_add(orders_pending),

@@ -81,11 +81,7 @@ pub async fn estimate(app: &App, raw: &Value) -> Result<Value, CommandError> {
 pub async fn status(app: &App, raw: &Value) -> Result<Value, CommandError> {
     Params::parse(raw, &[])?;
     let config = app.config();
-    let channels = app
-        .node
-        .peer_channels()
-        .await
-        .map_err(|e| CommandError::node("listpeerchannels", e))?;
+    let channels = app.channels().await?;
     let inbound = InboundSnapshot::from_channels(&channels);
     let connection = match app.node.getinfo().await {
         Ok(info) => match uri::resolve(config.connection_uri.as_ref(), &info) {
@@ -94,11 +90,7 @@ pub async fn status(app: &App, raw: &Value) -> Result<Value, CommandError> {
         },
         Err(e) => json!({"uri": null, "error": format!("getinfo failed: {e}")}),
     };
-    let (orders, _) = app
-        .store
-        .load_all::<OrderRecord>()
-        .await
-        .map_err(|e| CommandError::node("listdatastore", e))?;
+    let orders = app.orders().await?;
     let live: Vec<&OrderRecord> = orders
         .iter()
         .map(|v| &v.record)

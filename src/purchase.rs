@@ -115,18 +115,7 @@ pub async fn place(
     let limits = app.purchase_lock.lock().await;
 
     // Limits first: in-flight and budget, from the stored orders (force bypasses both).
-    let (orders, unreadable) = app
-        .store
-        .load_all::<OrderRecord>()
-        .await
-        .map_err(store_failed)?;
-    if !unreadable.is_empty() {
-        log::warn!(
-            "{} order record(s) cannot be read: {}",
-            unreadable.len(),
-            unreadable[0]
-        );
-    }
+    let orders = app.orders().await?;
     let live = orders
         .iter()
         .filter(|o| !o.record.lifecycle.state.is_final())
@@ -141,11 +130,7 @@ pub async fn place(
         ));
     }
 
-    let channels = app
-        .node
-        .peer_channels()
-        .await
-        .map_err(|e| CommandError::node("listpeerchannels", e))?;
+    let channels = app.channels().await?;
     let inbound = InboundSnapshot::from_channels(&channels);
     let info = app
         .node
@@ -402,11 +387,8 @@ pub(crate) async fn find_lost_order(
         return Ok(Lost::NoApiKey);
     };
     let known: Vec<String> = app
-        .store
-        .load_all::<OrderRecord>()
-        .await
-        .map_err(store_failed)?
-        .0
+        .orders()
+        .await?
         .into_iter()
         .filter_map(|o| o.record.placement.map(|p| p.order_id))
         .collect();

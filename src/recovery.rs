@@ -94,12 +94,7 @@ async fn continue_placing(
 }
 
 async fn inbound(app: &App) -> Result<InboundSnapshot, crate::rpcerror::CommandError> {
-    let channels = app
-        .node
-        .peer_channels()
-        .await
-        .map_err(|e| crate::rpcerror::CommandError::node("listpeerchannels", e))?;
-    Ok(InboundSnapshot::from_channels(&channels))
+    Ok(InboundSnapshot::from_channels(&app.channels().await?))
 }
 
 /// The quote and the arguments an order was placed with, as stored with its intent.

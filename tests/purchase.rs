@@ -37,31 +37,6 @@ async fn world(
     (sim, server, emu, follow)
 }
 
-async fn order_state(emu: &Emulator, id: &str) -> Value {
-    let r = emu
-        .call("magma-orders", json!({"id": id}))
-        .await
-        .expect("magma-orders");
-    r["orders"][0].clone()
-}
-
-/// Drives the seller's clock and the chain until the order reaches `state` (or gives up).
-async fn drive_until(sim: &Sim, emu: &Emulator, id: &str, state: &str) -> Value {
-    for _ in 0..600 {
-        let o = order_state(emu, id).await;
-        if o["state"] == state {
-            return o;
-        }
-        sim.advance(Duration::from_secs(30));
-        emu.node().mine_blocks(1);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "order {id} never reached {state}: {:#}",
-        order_state(emu, id).await
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_buy_is_paid_tracked_and_delivered() {
     let (sim, _server, emu, _follow) = world(SellerScript::Happy).await;
