@@ -100,6 +100,10 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
             // The bulk read covers this order: read it alone only if it changed.
             (Some(map), true) => match map.get(&placement.order_id) {
                 Some(s) if Some(s) == stored_status => false,
+                // A read that failed backs off (Retry-After included) as without the bulk read.
+                _ if schedule.failures.contains_key(&v.id) => {
+                    schedule.next_poll.get(&v.id).is_none_or(|at| *at <= t)
+                }
                 _ => schedule
                     .last_read
                     .get(&v.id)
@@ -164,6 +168,16 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
     Ok(soonest)
 }
 
+/// Each live order's last known status, standing for "unchanged" between bulk reads.
+fn stored_statuses(live: &[Versioned<OrderRecord>]) -> HashMap<String, String> {
+    live.iter()
+        .filter_map(|v| {
+            let p = v.record.placement.as_ref()?;
+            Some((p.order_id.clone(), v.record.lifecycle.status.clone()?))
+        })
+        .collect()
+}
+
 /// One `get_order` for `id`, with the cadence bookkeeping; `None` when it failed.
 async fn read_order(
     app: &App,
@@ -226,14 +240,7 @@ async fn bulk_statuses(
     let t = Instant::now();
     if schedule.next_bulk.is_some_and(|at| at > t) {
         // Between bulk reads, nothing is known to have changed.
-        return Some(
-            live.iter()
-                .filter_map(|v| {
-                    let p = v.record.placement.as_ref()?;
-                    Some((p.order_id.clone(), v.record.lifecycle.status.clone()?))
-                })
-                .collect(),
-        );
+        return Some(stored_statuses(live));
     }
     schedule.next_bulk = Some(t + poll);
     match app
@@ -252,6 +259,18 @@ async fn bulk_statuses(
                 .map(|t| (t.id, t.status.as_str().to_string()))
                 .collect(),
         ),
+        Err(MagmaError::RateLimited {
+            retry_after: Some(after),
+        }) => {
+            // Magma asked the account to wait: no bulk read, and no fan-out of single reads
+            // either, until then.
+            schedule.next_bulk = Some(t + after.max(poll));
+            log::debug!(
+                "transaction_list rate limited; waiting {} s",
+                after.as_secs()
+            );
+            Some(stored_statuses(live))
+        }
         Err(e) => {
             log::debug!("transaction_list failed ({e}); reading orders one by one");
             None
@@ -361,13 +380,31 @@ async fn apply(
     match result {
         Ok(stored) => {
             for change in &changes {
-                log::info!("order {}: {}", stored.id, describe(change));
+                if is_unknown_status(change) {
+                    // Invariant 7: kept in flight, but the operator should hear of it.
+                    log::warn!(
+                        "order {}: {} — a status this version does not know; the order is treated as still in flight",
+                        stored.id,
+                        describe(change)
+                    );
+                } else {
+                    log::info!("order {}: {}", stored.id, describe(change));
+                }
             }
             if !changes.is_empty() {
                 app.notify_order(&stored.record, "transition");
             }
         }
         Err(e) => log::warn!("order {}: cannot store what was observed: {e}", v.id),
+    }
+}
+
+/// A Magma status or payment status this build has never seen (design.md §5, invariant 7).
+fn is_unknown_status(c: &Change) -> bool {
+    match c {
+        Change::Status { to, .. } => !crate::magma::OrderStatus::parse(to).is_known(),
+        Change::PaymentStatus { to, .. } => !crate::magma::PaymentStatus::parse(to).is_known(),
+        Change::State { .. } => false,
     }
 }
 

@@ -102,7 +102,7 @@ impl MagmaClient {
                 None,
             )
             .await?;
-        Ok(data.into_price())
+        price_from(data)
     }
 
     /// `liquidity.buy`. Sent exactly once per call: this method never retries, because a buy
@@ -115,9 +115,7 @@ impl MagmaClient {
         let data: BuyData = self
             .execute("buy", Effect::Buy, queries::BUY, request.variables(), auth)
             .await?;
-        // A 200 answer we cannot use may still mean an order was created.
-        data.into_purchase()
-            .map_err(|reason| MagmaError::Ambiguous { reason })
+        purchase_from(data)
     }
 
     /// `user.market.orders.get_order` with the API key or the order's session key.
@@ -131,9 +129,7 @@ impl MagmaClient {
                 Some(auth),
             )
             .await?;
-        data.into_order().ok_or_else(|| MagmaError::NotFound {
-            message: "get_order returned null".into(),
-        })
+        order_from(data)
     }
 
     /// The invoice of an order, for an order adopted after its buy answer was lost. `Ok(None)`
@@ -175,7 +171,7 @@ impl MagmaClient {
                 Some(auth),
             )
             .await?;
-        Ok(data.into_list())
+        list_from(data)
     }
 
     async fn execute<T: DeserializeOwned>(
@@ -190,16 +186,13 @@ impl MagmaClient {
         let result = self
             .round_trip(effect, query, variables, auth)
             .await
-            .and_then(|(status, body)| interpret(effect, status, &body, auth));
+            .and_then(|(answer, body)| decode(operation, effect, answer, &body, auth));
         let ms = started.elapsed().as_millis();
         match &result {
             Ok(_) => log::debug!("magma {operation}: ok in {ms} ms"),
             Err(e) => log::debug!("magma {operation}: {} after {ms} ms: {e}", e.class()),
         }
-        serde_json::from_value(result?).map_err(|e| {
-            let reason = format!("{operation} response has an unexpected shape: {e}");
-            effect.unusable(reason)
-        })
+        result
     }
 
     /// Sends the request and reads at most `max_response_bytes` of the answer.
@@ -283,6 +276,90 @@ impl GraphqlError {
     }
 }
 
+/// The `data` of an answer in the shape `T` of one operation, or a classified error.
+fn decode<T: DeserializeOwned>(
+    operation: &str,
+    effect: Effect,
+    answer: Answer,
+    body: &[u8],
+    auth: Option<&Secret>,
+) -> Result<T, MagmaError> {
+    let data = interpret(effect, answer, body, auth)?;
+    serde_json::from_value(data)
+        .map_err(|e| effect.unusable(format!("{operation} response has an unexpected shape: {e}")))
+}
+
+fn price_from(data: PriceData) -> Result<Price, MagmaError> {
+    Ok(data.into_price())
+}
+
+fn purchase_from(data: BuyData) -> Result<Purchase, MagmaError> {
+    // A 200 answer we cannot use may still mean an order was created.
+    data.into_purchase()
+        .map_err(|reason| MagmaError::Ambiguous { reason })
+}
+
+fn order_from(data: GetOrderData) -> Result<Order, MagmaError> {
+    data.into_order().ok_or_else(|| MagmaError::NotFound {
+        message: "get_order returned null".into(),
+    })
+}
+
+fn list_from(data: TransactionListData) -> Result<Vec<Transaction>, MagmaError> {
+    Ok(data.into_list())
+}
+
+/// An operation whose answer [`parse_response`] reads.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Price,
+    Buy,
+    GetOrder,
+    TransactionList,
+}
+
+/// What [`parse_response`] made of an answer: the value the client method would return.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Price(Price),
+    Purchase(Purchase),
+    Order(Order),
+    Transactions(Vec<Transaction>),
+}
+
+/// What the client makes of one HTTP answer (status, `Retry-After` header text, body as
+/// received, within the size cap) to `op`: the same code the client methods run after their
+/// round trip. For the tests that feed the parsers hostile answers; not part of the plugin's
+/// interface.
+#[doc(hidden)]
+pub fn parse_response(
+    op: Operation,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Result<Parsed, MagmaError> {
+    let answer = Answer {
+        status,
+        retry_after: retry_after.and_then(retry_after_value),
+    };
+    match op {
+        Operation::Price => decode("price", Effect::Read, answer, body, None)
+            .and_then(price_from)
+            .map(Parsed::Price),
+        Operation::Buy => decode("buy", Effect::Buy, answer, body, None)
+            .and_then(purchase_from)
+            .map(Parsed::Purchase),
+        Operation::GetOrder => decode("get_order", Effect::Read, answer, body, None)
+            .and_then(order_from)
+            .map(Parsed::Order),
+        Operation::TransactionList => decode("transaction_list", Effect::Read, answer, body, None)
+            .and_then(list_from)
+            .map(Parsed::Transactions),
+    }
+}
+
 /// Turns an HTTP answer into the `data` object or a classified error. GraphQL `errors[]` are
 /// read whatever the HTTP status: the service reports business and auth errors with HTTP 200.
 fn interpret(
@@ -297,7 +374,11 @@ fn interpret(
             retry_after: answer.retry_after,
         });
     }
-    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+    // Only a JSON object is a GraphQL answer (serde would also read the envelope from an array).
+    let envelope: Option<Envelope> = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .and_then(|v| serde_json::from_value(v).ok());
     let server_error = (500..600).contains(&status);
     let Some(envelope) = envelope else {
         let what = format!(
@@ -479,7 +560,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    retry_after_value(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
+}
+
+fn retry_after_value(value: &str) -> Option<Duration> {
     let secs: u64 = value.trim().parse().ok()?;
     // A hostile value must not park the plugin for years.
     Some(Duration::from_secs(secs.min(24 * 3600)))

@@ -10,6 +10,8 @@ pub mod status;
 mod wire;
 
 pub use client::{ClientOptions, DEFAULT_API_URL, MagmaClient, validate_api_url};
+#[doc(hidden)]
+pub use client::{Operation, Parsed, parse_response};
 pub use error::{ConfigError, MagmaError};
 pub use status::{OrderStatus, Outcome, PaymentStatus};
 pub use wire::{BuyRequest, BuyerFee, Order, Page, Price, Purchase, Sats, Transaction, Usd};
