@@ -51,26 +51,76 @@ pub struct Node {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+fn refused(method: &str, err: &Value) -> NodeError {
+    NodeError::Refused {
+        method: method.to_string(),
+        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)")
+            .to_string(),
+    }
+}
+
 impl Node {
     pub fn new(rpc_path: PathBuf) -> Node {
         Node { rpc_path }
     }
 
-    /// Calls `method` and parses its result as `R`.
+    /// Calls `method` and parses its result as `R`, straight from the answer's bytes.
     pub async fn call<R: DeserializeOwned>(
         &self,
         method: &str,
         params: Value,
     ) -> Result<R, NodeError> {
-        let raw = self.call_value(method, params).await?;
-        serde_json::from_value(raw).map_err(|e| NodeError::Unexpected {
+        #[derive(serde::Deserialize)]
+        struct Answer<R> {
+            result: Option<R>,
+            error: Option<Value>,
+        }
+        let bytes = self.round_trip(method, params).await?;
+        let unexpected = |reason: String| NodeError::Unexpected {
             method: method.to_string(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        // A refusal may not fit `R`: look at it as a plain value first when it is one.
+        match serde_json::from_slice::<Answer<R>>(&bytes) {
+            Ok(Answer { error: Some(e), .. }) => Err(refused(method, &e)),
+            Ok(Answer {
+                result: Some(r), ..
+            }) => Ok(r),
+            Ok(_) => Err(unexpected("neither result nor error".into())),
+            Err(e) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) if v.get("error").is_some() => Err(refused(method, &v["error"])),
+                _ => Err(unexpected(e.to_string())),
+            },
+        }
     }
 
-    /// One JSON-RPC request on its own connection; the answer is read until it parses.
+    /// One JSON-RPC request on its own connection; the `result` as a JSON value.
     pub async fn call_value(&self, method: &str, params: Value) -> Result<Value, NodeError> {
+        let bytes = self.round_trip(method, params).await?;
+        let mut response: Value = serde_json::from_slice(&bytes).map_err(|e| NodeError::Io {
+            method: method.to_string(),
+            reason: format!("unreadable answer: {e}"),
+        })?;
+        if let Some(err) = response.get("error") {
+            return Err(refused(method, err));
+        }
+        response
+            .as_object_mut()
+            .and_then(|o| o.remove("result"))
+            .ok_or_else(|| NodeError::Unexpected {
+                method: method.to_string(),
+                reason: "neither result nor error".into(),
+            })
+    }
+
+    /// Sends the request and returns the bytes of one answer. lightningd ends each answer with
+    /// a blank line (lightningd-rpc(7)), so the bytes are parsed once, when it has arrived —
+    /// not after every read, which costs the square of the answer's size.
+    async fn round_trip(&self, method: &str, params: Value) -> Result<Vec<u8>, NodeError> {
         let io = |reason: String| NodeError::Io {
             method: method.to_string(),
             reason,
@@ -92,48 +142,36 @@ impl Node {
             .write_all(&bytes)
             .await
             .map_err(|e| io(format!("sending the request: {e}")))?;
-        let mut buf = Vec::with_capacity(4096);
-        let response = loop {
-            let mut chunk = [0u8; 64 * 1024];
+        // Small to start: a `pay` may sit here for hours waiting on a held HTLC.
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut scanned: usize = 0;
+        loop {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(buf.len().max(4096));
+            }
             let n = stream
-                .read(&mut chunk)
+                .read_buf(&mut buf)
                 .await
                 .map_err(|e| io(format!("reading the answer: {e}")))?;
-            if n == 0 {
-                return Err(io(
-                    "lightningd closed the connection before answering".into()
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
             if buf.len() > MAX_RESPONSE_BYTES {
                 return Err(io(format!("answer larger than {MAX_RESPONSE_BYTES} bytes")));
             }
-            let mut values = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
-            match values.next() {
-                Some(Ok(v)) => break v,
-                Some(Err(e)) if e.is_eof() => continue,
-                Some(Err(e)) => return Err(io(format!("unreadable answer: {e}"))),
-                None => continue,
+            let from = scanned.saturating_sub(1);
+            if let Some(pos) = buf[from..].windows(2).position(|w| w == b"\n\n") {
+                buf.truncate(from + pos);
+                return Ok(buf);
             }
-        };
-        if let Some(err) = response.get("error") {
-            return Err(NodeError::Refused {
-                method: method.to_string(),
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-                    .to_string(),
-            });
+            scanned = buf.len();
+            if n == 0 {
+                // No terminator: whatever came is the answer, if it is whole.
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_err() {
+                    return Err(io(
+                        "lightningd closed the connection before answering".into()
+                    ));
+                }
+                return Ok(buf);
+            }
         }
-        response
-            .get("result")
-            .cloned()
-            .ok_or_else(|| NodeError::Unexpected {
-                method: method.to_string(),
-                reason: "neither result nor error".into(),
-            })
     }
 
     pub async fn getinfo(&self) -> Result<GetinfoAddresses, NodeError> {

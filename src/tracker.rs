@@ -115,7 +115,11 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
             seen.magma =
                 read_order(app, schedule, &v.id, &placement, t, (poll, poll_on_chain)).await;
         }
-        if let Some(at) = schedule.next_poll.get(&v.id) {
+        // An order the bulk read covers waits for the next bulk read, not for its own poll
+        // time (which would otherwise lapse and spin the loop); one backing off waits for its
+        // own time.
+        let covered = listed.is_some() && keyed && !schedule.failures.contains_key(&v.id);
+        if let (false, Some(at)) = (covered, schedule.next_poll.get(&v.id)) {
             soonest = soonest.min(
                 at.saturating_duration_since(t)
                     .max(Duration::from_millis(10)),
