@@ -2,6 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The fields of [`PeerChannel`], as `listpeerchannels` names them (its request filter).
+pub const PEER_CHANNEL_FIELDS: &[&str] = &[
+    "peer_id",
+    "state",
+    "opener",
+    "peer_connected",
+    "channel_id",
+    "short_channel_id",
+    "funding_txid",
+    "total_msat",
+    "to_us_msat",
+    "receivable_msat",
+    "spendable_msat",
+];
+
 /// The fields of a `listpeerchannels` channel that inbound depends on.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PeerChannel {
@@ -145,6 +160,30 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// The request filter names exactly the fields the plugin reads, so a filtered answer
+    /// parses to the same channels as the full one.
+    #[test]
+    fn the_filter_keeps_every_field_read() {
+        let full = std::fs::read_to_string(format!(
+            "{}/../shared/fixtures/cln/listpeerchannels.normal-and-opening.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut filtered: serde_json::Value = serde_json::from_str(&full).unwrap();
+        for c in filtered["channels"].as_array_mut().unwrap() {
+            c.as_object_mut()
+                .unwrap()
+                .retain(|k, _| PEER_CHANNEL_FIELDS.contains(&k.as_str()));
+        }
+        let a: ListPeerChannels = serde_json::from_str(&full).unwrap();
+        let b: ListPeerChannels = serde_json::from_value(filtered).unwrap();
+        assert_eq!(
+            format!("{:?}", a.channels),
+            format!("{:?}", b.channels),
+            "PeerChannel reads a field the filter drops"
+        );
     }
 
     #[test]

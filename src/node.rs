@@ -74,12 +74,23 @@ impl Node {
         method: &str,
         params: Value,
     ) -> Result<R, NodeError> {
+        self.call_filtered(method, params, None).await
+    }
+
+    /// Like [`Node::call`], asking lightningd to return only the fields in `filter`
+    /// (lightningd-rpc(7), field filtering; a server that does not filter sends everything).
+    pub async fn call_filtered<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+        filter: Option<Value>,
+    ) -> Result<R, NodeError> {
         #[derive(serde::Deserialize)]
         struct Answer<R> {
             result: Option<R>,
             error: Option<Value>,
         }
-        let bytes = self.round_trip(method, params).await?;
+        let bytes = self.round_trip(method, params, filter).await?;
         let unexpected = |reason: String| NodeError::Unexpected {
             method: method.to_string(),
             reason,
@@ -100,7 +111,7 @@ impl Node {
 
     /// One JSON-RPC request on its own connection; the `result` as a JSON value.
     pub async fn call_value(&self, method: &str, params: Value) -> Result<Value, NodeError> {
-        let bytes = self.round_trip(method, params).await?;
+        let bytes = self.round_trip(method, params, None).await?;
         let mut response: Value = serde_json::from_slice(&bytes).map_err(|e| NodeError::Io {
             method: method.to_string(),
             reason: format!("unreadable answer: {e}"),
@@ -120,7 +131,12 @@ impl Node {
     /// Sends the request and returns the bytes of one answer. lightningd ends each answer with
     /// a blank line (lightningd-rpc(7)), so the bytes are parsed once, when it has arrived —
     /// not after every read, which costs the square of the answer's size.
-    async fn round_trip(&self, method: &str, params: Value) -> Result<Vec<u8>, NodeError> {
+    async fn round_trip(
+        &self,
+        method: &str,
+        params: Value,
+        filter: Option<Value>,
+    ) -> Result<Vec<u8>, NodeError> {
         let io = |reason: String| NodeError::Io {
             method: method.to_string(),
             reason,
@@ -129,7 +145,10 @@ impl Node {
             "cln-magma:{method}#{}",
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        if let Some(f) = filter {
+            request["filter"] = f;
+        }
         let mut stream = UnixStream::connect(&self.rpc_path).await.map_err(|e| {
             io(format!(
                 "cannot connect to {}: {e}",
@@ -179,7 +198,15 @@ impl Node {
     }
 
     pub async fn peer_channels(&self) -> Result<Vec<PeerChannel>, NodeError> {
-        let list: ListPeerChannels = self.call("listpeerchannels", json!({})).await?;
+        // Only the fields the plugin reads: a large node's full answer is tens of megabytes.
+        let fields: serde_json::Map<String, Value> = crate::inbound::PEER_CHANNEL_FIELDS
+            .iter()
+            .map(|f| (f.to_string(), Value::Bool(true)))
+            .collect();
+        let filter = json!({"channels": [fields]});
+        let list: ListPeerChannels = self
+            .call_filtered("listpeerchannels", json!({}), Some(filter))
+            .await?;
         Ok(list.channels)
     }
 }
