@@ -43,6 +43,9 @@ struct Schedule {
     failures: HashMap<String, u32>,
     /// When the next `transaction_list` read is due, while one is in use.
     next_bulk: Option<Instant>,
+    /// When the node's payment was first seen failed for an order whose Magma side was not
+    /// known yet.
+    payment_failed_at: HashMap<String, Instant>,
 }
 
 /// Runs until the plugin stops.
@@ -140,22 +143,36 @@ async fn tick(app: &App, schedule: &mut Schedule) -> anyhow::Result<Duration> {
                 Err(e) => log::warn!("order {}: {e}", v.id),
             }
         }
-        // The payment came back before Magma's side is known: ask Magma first, so the order
-        // ends with its status and the guide's follow-up (a refund ends tracking for good).
-        if seen.node_payment == Some(NodePayment::Failed) && !failure_known && seen.magma.is_none()
-        {
+        // The payment came back before Magma's side is known: ask Magma again — after the
+        // failure was seen, since a read earlier in this pass may predate it — so the order ends
+        // with Magma's status and the guide's follow-up (a refund ends tracking for good).
+        let failure_after_read = seen
+            .magma
+            .as_ref()
+            .is_some_and(|o| o.status.outcome() == crate::magma::Outcome::Failure);
+        if seen.node_payment == Some(NodePayment::Failed) && !failure_known && !failure_after_read {
+            let seen_at = *schedule.payment_failed_at.entry(v.id.clone()).or_insert(t);
+            let read_since = schedule
+                .last_read
+                .get(&v.id)
+                .is_some_and(|at| *at > seen_at);
             let rested = schedule
                 .last_read
                 .get(&v.id)
                 .is_none_or(|at| t.saturating_duration_since(*at) >= floor);
-            if rested {
+            if !read_since && rested {
                 seen.magma =
                     read_order(app, schedule, &v.id, &placement, t, (poll, poll_on_chain)).await;
-            } else {
-                // Decide on the next pass, once the floor allows the read.
+            } else if !read_since {
+                // Decide on a later pass, once the floor allows the read.
                 seen.node_payment = None;
                 if let Some(at) = schedule.last_read.get(&v.id) {
-                    soonest = soonest.min((*at + floor).saturating_duration_since(t));
+                    let next = *at + floor;
+                    schedule.next_poll.insert(v.id.clone(), next);
+                    soonest = soonest.min(
+                        next.saturating_duration_since(t)
+                            .max(Duration::from_millis(10)),
+                    );
                 }
             }
         }
