@@ -3,7 +3,7 @@
 //! beside its goal and, where it applies, beside the floor (a minimal tokio + rustls binary).
 //!
 //! ```text
-//! cargo build --release -p cln-magma --features test-hooks && cargo run --release -p cln-magma-bench -- [--quick]
+//! cargo build --release -p cln-magma --features test-hooks && cargo build --release -p cln-magma-bench && cargo run --release -p cln-magma-bench -- [--quick]
 //! ```
 //!
 //! It exits 0 when every measurement was taken, whether or not each goal was met (it is a
@@ -89,10 +89,12 @@ fn locate(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
             .join(name),
     };
     if !path.is_file() {
-        bail!(
-            "{} not found; build it first: cargo build --release -p cln-magma --features test-hooks",
-            path.display()
-        );
+        let how = if name == "floor" {
+            "cargo build --release -p cln-magma-bench"
+        } else {
+            "cargo build --release -p cln-magma --features test-hooks"
+        };
+        bail!("{} not found; build it first: {how}", path.display());
     }
     Ok(path)
 }
