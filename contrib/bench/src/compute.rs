@@ -15,21 +15,8 @@ use cln_magma::policy::{self, Decision, Inbound, Inputs, Ledger};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The fields of a channel the plugin reads (`cln_magma::inbound::PeerChannel`): what a
-/// `filter` on the request would keep.
-const READ_FIELDS: &[&str] = &[
-    "peer_id",
-    "state",
-    "opener",
-    "peer_connected",
-    "channel_id",
-    "short_channel_id",
-    "funding_txid",
-    "total_msat",
-    "to_us_msat",
-    "receivable_msat",
-    "spendable_msat",
-];
+/// The fields of a channel the plugin reads: what its request filter keeps.
+const READ_FIELDS: &[&str] = cln_magma::inbound::PEER_CHANNEL_FIELDS;
 
 /// A `listpeerchannels` result of `n` channels, each a copy of one of the two channels of the
 /// captured fixture (`listpeerchannels.normal.json`: one we opened, one the peer opened) with
