@@ -283,12 +283,6 @@ fn err(option: &str, rule: impl Into<String>) -> OptionError {
 const MAX_SATS: u64 = 21_000_000 * 100_000_000;
 
 impl Config {
-    /// The configuration with every default, as `init` gives it when nothing is set.
-    pub fn defaults() -> Config {
-        // The defaults satisfy every rule; a test proves it, so this cannot fail in practice.
-        Config::from_values(&BTreeMap::new()).unwrap_or_else(|e| panic!("defaults invalid: {e}"))
-    }
-
     /// Validates option values as lightningd passes them (numbers, booleans, strings; numbers
     /// and booleans also accepted as strings, since `setconfig` may send them that way).
     /// Missing names take their defaults.
@@ -481,7 +475,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_design() {
-        let c = Config::defaults();
+        let c = Config::from_values(&BTreeMap::new()).unwrap();
         assert_eq!(c.api_url.as_str(), DEFAULT_API_URL);
         assert_eq!(c.mode, Mode::Off);
         assert_eq!(c.min_inbound_sat, 0);
