@@ -438,8 +438,8 @@ fn msat<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     d.deserialize_option(V)
 }
 
-/// `12600` → `12,600`.
-fn grouped(n: u64) -> String {
+/// `12600` → `12,600`, as every amount in an operator-facing message is written.
+pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

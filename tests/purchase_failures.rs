@@ -288,19 +288,6 @@ fn states(o: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `12345678` → `12,345,678`, as the plugin writes amounts in its reasons.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---- 1. Scripted seller failures ----
 
 /// The plugin pays at once, so the HTLC is held while the seller still decides; the rejection
@@ -571,8 +558,8 @@ async fn an_invoice_above_the_promised_amount_is_not_paid() {
     assert!(
         reason.contains(&format!(
             "invoice asks {} sats but Magma promised {}",
-            grouped(asked),
-            grouped(promised)
+            cln_magma::invoice::grouped(asked),
+            cln_magma::invoice::grouped(promised)
         )),
         "{reason:?}"
     );
