@@ -109,10 +109,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<PeerChannel> {
-        let path = format!(
-            "{}/../shared/fixtures/cln/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/fixtures/cln/{name}", env!("CARGO_MANIFEST_DIR"));
         let raw = std::fs::read_to_string(&path).unwrap();
         serde_json::from_str::<ListPeerChannels>(&raw)
             .unwrap()
@@ -167,7 +164,7 @@ mod tests {
     #[test]
     fn the_filter_keeps_every_field_read() {
         let full = std::fs::read_to_string(format!(
-            "{}/../shared/fixtures/cln/listpeerchannels.normal-and-opening.json",
+            "{}/fixtures/cln/listpeerchannels.normal-and-opening.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();

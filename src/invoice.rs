@@ -461,7 +461,7 @@ mod tests {
     fn fixture() -> Value {
         serde_json::from_str(include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/cln/decode.bolt11.json"
+            "/fixtures/cln/decode.bolt11.json"
         )))
         .unwrap()
     }
@@ -988,10 +988,7 @@ mod tests {
     }
 
     fn fixture_error(name: &str) -> Value {
-        let path = format!(
-            "{}/../shared/fixtures/cln/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/fixtures/cln/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 

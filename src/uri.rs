@@ -288,7 +288,7 @@ mod tests {
     fn the_fixture_getinfo_gives_its_regtest_address() {
         let raw = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/cln/getinfo.json"
+            "/fixtures/cln/getinfo.json"
         ))
         .unwrap();
         let info: GetinfoAddresses = serde_json::from_str(&raw).unwrap();

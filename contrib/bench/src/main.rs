@@ -239,10 +239,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(failed.is_empty())
 }
 
-/// `shared/fixtures/cln`, beside the repository as the tests find it.
+/// `fixtures/cln` at the repository root (captured lightningd output).
 fn fixtures_dir() -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = root.join("../shared/fixtures/cln");
+    let dir = root.join("fixtures/cln");
     if dir.is_dir() {
         return Ok(dir);
     }

@@ -1,4 +1,4 @@
-//! Every fixture in shared/fixtures/cln (real lightningd v26.06 output) against the emulator:
+//! Every fixture in fixtures/cln (real lightningd v26.06 output) against the emulator:
 //! RPC results must have the same JSON shape (keys and value types, recursively) as the node
 //! model's answer in the same scenario; errors and deterministic results must be equal; plugin
 //! messages must parse as the emulator's protocol types and match what it sends.
@@ -117,7 +117,8 @@ fn all_fixture_files() -> BTreeSet<String> {
         let dir = fixtures_dir().join(sub);
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
-            if e.path().is_file() {
+            // README.md says what the folder holds; it is not a capture.
+            if e.path().is_file() && e.file_name() != "README.md" {
                 out.insert(format!("{sub}{}", e.file_name().to_string_lossy()));
             }
         }

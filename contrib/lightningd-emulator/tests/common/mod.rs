@@ -5,9 +5,9 @@ use lightningd_emulator::{Emulator, EmulatorConfig};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// `shared/fixtures/cln`, beside the repository (as on CI).
+/// `fixtures/cln` at the repository root: captured lightningd output.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/cln")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cln")
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {
