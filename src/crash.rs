@@ -21,3 +21,14 @@ pub fn point(name: &str) {
     }
     let _ = name;
 }
+
+/// In builds with `test-hooks`, panics at the point named by `CLN_MAGMA_TEST_PANIC_AT`: proves
+/// a panic's message reaches lightningd's log before the process aborts.
+#[inline]
+pub fn panic_point(name: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("CLN_MAGMA_TEST_PANIC_AT").is_ok_and(|v| v == name) {
+        panic!("test panic at {name}");
+    }
+    let _ = name;
+}

@@ -28,6 +28,25 @@ type Stdin = tokio::io::Stdin;
 type Stdout = tokio::io::Stdout;
 
 fn main() -> std::process::ExitCode {
+    if let Some(code) = outside_lightningd() {
+        return code;
+    }
+    // cln-plugin's log filter. cln-rpc and cln-plugin trace every request's params (datastore
+    // writes carry session keys): never below info for them. The plugin's own debug lines are
+    // always sent; lightningd shows them with `log-level=debug:cln-magma` (README).
+    // SAFETY: no other thread exists yet.
+    unsafe {
+        std::env::set_var(
+            "CLN_PLUGIN_LOG",
+            "cln_magma=debug,cln_plugin=info,cln_rpc=info,warn",
+        )
+    };
+    // The log crate's queue is written by a task that never runs again once a panic aborts the
+    // process (release builds are `panic = "abort"`): stderr is written at once, and lightningd
+    // puts the plugin's stderr in its log.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("cln-magma panicked: {info}");
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // Debug builds keep large future state on the stack while polling the purchase flow.
@@ -54,10 +73,41 @@ fn main() -> std::process::ExitCode {
     std::process::exit(code);
 }
 
+/// Run by hand or by an installer's smoke test (`reckless install` runs the binary alone, often
+/// with stdin closed), not by lightningd: say what this is and how to load it, and succeed.
+/// lightningd starts plugins with `LIGHTNINGD_PLUGIN=1` in their environment and no arguments.
+fn outside_lightningd() -> Option<std::process::ExitCode> {
+    use std::io::Write;
+    let arg = std::env::args().nth(1);
+    let under_lightningd = std::env::var_os("LIGHTNINGD_PLUGIN").is_some();
+    let text = match arg.as_deref() {
+        Some("--version" | "-V") => format!("cln-magma {}\n", env!("CARGO_PKG_VERSION")),
+        Some("--help" | "-h") => usage(),
+        None if under_lightningd => return None,
+        None => usage(),
+        Some(other) => {
+            eprintln!("cln-magma: unknown argument {other:?}\n\n{}", usage());
+            return Some(std::process::ExitCode::from(2));
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Some(std::process::ExitCode::SUCCESS)
+}
+
+fn usage() -> String {
+    format!(
+        "cln-magma {} — {}\n\n\
+         This is a Core Lightning plugin: lightningd runs it, it is not run by hand.\n\
+         Load it with `plugin=/path/to/cln-magma` in lightningd's config file, or at run time:\n\
+         \x20 lightning-cli plugin start /path/to/cln-magma\n\
+         Then `lightning-cli help | grep magma` lists its commands; its options start with `magma-`.\n\n\
+         Usage: cln-magma [--help | --version]\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_DESCRIPTION"),
+    )
+}
+
 async fn run() -> anyhow::Result<()> {
-    std::panic::set_hook(Box::new(|info| {
-        log::error!("cln-magma panicked: {info}");
-    }));
     let mut builder = Builder::new(tokio::io::stdin(), tokio::io::stdout());
     builder = register_options(builder);
     let builder = builder
@@ -131,6 +181,17 @@ async fn run() -> anyhow::Result<()> {
         (Some(p), Some(true)) => Some(format!("{}:{}", p.address, p.port)),
         _ => None,
     };
+    #[cfg(feature = "test-hooks")]
+    if cfg.network != "regtest" {
+        let reason = format!(
+            "this cln-magma was built with its test switches (--features test-hooks) and runs only on regtest, not on {}; load a release build (cargo build --release)",
+            cfg.network
+        );
+        log::warn!("cln-magma disabled: {reason}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        configured.disable(&reason).await?;
+        return Ok(());
+    }
     let settings = NodeSettings {
         lightning_dir: cfg.lightning_dir.clone().into(),
         rpc_file: cfg.rpc_file.clone(),
@@ -167,6 +228,7 @@ async fn run() -> anyhow::Result<()> {
         app.client.api_url(),
         app.key_source.describe()
     );
+    cln_magma::crash::panic_point("started");
     tokio::spawn(report_connection_uri(app.clone()));
     let forwarder = plugin.clone();
     tokio::spawn(async move {

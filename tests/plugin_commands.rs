@@ -443,7 +443,9 @@ async fn status_sums_inbound_over_the_nodes_channels() {
 #[tokio::test]
 async fn status_derives_the_connection_uri_from_the_announced_address() {
     let (_sim, server) = sim().await;
+    // Mainnet: the plugin as a user builds it (a test-hooks build runs only on regtest).
     let mut cfg = config(&server.graphql_url);
+    cfg.plugin = common::RELEASE_LIKE_PLUGIN.into();
     cfg.network = "bitcoin".into();
     let emu = start(cfg).await;
     let node = emu.node();
@@ -529,7 +531,9 @@ async fn status_derives_the_connection_uri_from_the_announced_address() {
 #[tokio::test]
 async fn a_node_with_no_usable_address_is_reported_at_startup() {
     let (_sim, server) = sim().await;
+    // Mainnet: the plugin as a user builds it (a test-hooks build runs only on regtest).
     let mut cfg = config(&server.graphql_url);
+    cfg.plugin = common::RELEASE_LIKE_PLUGIN.into();
     cfg.network = "bitcoin".into();
     cfg.node.addresses = vec![];
     cfg.node.bindings = vec![NetAddress::new(AddrType::Ipv4, "127.0.0.1", 9735)];

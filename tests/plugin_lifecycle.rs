@@ -310,3 +310,80 @@ async fn the_plugin_can_be_started_while_lightningd_runs() {
     assert_eq!(status["mode"], json!("off"));
     finish(emu).await;
 }
+
+#[tokio::test]
+async fn a_test_hooks_build_refuses_any_network_but_regtest() {
+    let (_sim, server) = sim().await;
+    for network in ["bitcoin", "signet", "testnet"] {
+        let mut cfg = config(&server.graphql_url);
+        cfg.network = network.into();
+        let emu = Emulator::start(cfg).await.unwrap();
+        let reason = emu.disabled().unwrap_or_default();
+        assert!(
+            reason.contains("test-hooks") && reason.contains(network),
+            "{network}: {reason:?}"
+        );
+        let said = emu
+            .logs()
+            .iter()
+            .any(|l| l.level == "warn" && l.message.contains("runs only on regtest"));
+        assert!(said, "a log line says why: {:?}", emu.logs());
+        assert!(!emu.plugin_running());
+    }
+    // The build a user loads carries no such switch.
+    let mut cfg = config(&server.graphql_url);
+    cfg.plugin = common::RELEASE_LIKE_PLUGIN.into();
+    cfg.network = "bitcoin".into();
+    finish(start(cfg).await).await;
+}
+
+#[tokio::test]
+async fn a_panic_reaches_stderr_before_the_process_aborts() {
+    let (_sim, server) = sim().await;
+    let emu =
+        Emulator::start(config(&server.graphql_url).env("CLN_MAGMA_TEST_PANIC_AT", "started"))
+            .await
+            .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while emu.plugin_running() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!emu.plugin_running(), "the panic ends the process");
+    let stderr = emu.stderr().join("\n");
+    assert!(
+        stderr.contains("cln-magma panicked") && stderr.contains("test panic at started"),
+        "{stderr}"
+    );
+}
+
+/// `reckless install` and a curious operator run the binary alone, not under lightningd.
+#[test]
+fn run_alone_it_says_what_it_is_and_succeeds() {
+    use std::process::{Command, Stdio};
+    let run = |args: &[&str]| {
+        Command::new(common::RELEASE_LIKE_PLUGIN)
+            .args(args)
+            .env_remove("LIGHTNINGD_PLUGIN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs")
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    for args in [&[][..], &["--help"][..]] {
+        let out = run(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(text.contains(&format!("cln-magma {version}")), "{text}");
+        assert!(text.contains("plugin=/path/to/cln-magma"), "{text}");
+        assert!(text.contains("lightning-cli plugin start"), "{text}");
+    }
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("cln-magma {version}\n")
+    );
+    let out = run(&["--frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument \"--frobnicate\""));
+}

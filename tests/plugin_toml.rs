@@ -43,6 +43,20 @@ fn the_metadata_matches_the_crate() {
             bin.file_name().unwrap().to_str().unwrap()
         )
     );
+    // What cargo leaves at that path, also under `cargo test --release`, carries no test
+    // switch: the test-hooks build lives in target/test-hooks/.
+    let bytes = std::fs::read(bin).unwrap();
+    for switch in [
+        "CLN_MAGMA_TEST_POLL_MS",
+        "CLN_MAGMA_CRASH_AT",
+        "CLN_MAGMA_TEST_PANIC_AT",
+    ] {
+        assert!(
+            !bytes.windows(switch.len()).any(|w| w == switch.as_bytes()),
+            "{} holds the test switch {switch}",
+            bin.display()
+        );
+    }
     let v = s("min_cln_version");
     assert!(
         v.starts_with('v') && v[1..].split('.').all(|p| p.parse::<u32>().is_ok()),

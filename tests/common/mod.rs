@@ -10,8 +10,15 @@ use lightningd_emulator::{Emulator, EmulatorConfig, RpcError};
 use magma_sim::{Sim, SimConfig, SimServer};
 use serde_json::Value;
 
-/// The plugin binary cargo built for these tests.
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_cln-magma");
+/// The plugin built with its test switches (fast polling, crash points), in its own target
+/// directory: never the `target/*/cln-magma` a node would load.
+pub fn plugin() -> std::path::PathBuf {
+    lightningd_emulator::test_plugin::path(lightningd_emulator::test_plugin::Profile::Debug)
+        .expect("the test-hooks plugin builds")
+}
+
+/// The plugin exactly as a user builds it (no test switches), as cargo built it for these tests.
+pub const RELEASE_LIKE_PLUGIN: &str = env!("CARGO_BIN_EXE_cln-magma");
 
 /// Generous: only for waiting on something that normally happens at once.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -38,7 +45,7 @@ pub fn config(api_url: &str) -> EmulatorConfig {
 
 /// Like [`config`] without any option set.
 pub fn bare_config() -> EmulatorConfig {
-    EmulatorConfig::new(PLUGIN).env("AMBOSS_API_KEY", "")
+    EmulatorConfig::new(plugin()).env("AMBOSS_API_KEY", "")
 }
 
 /// Starts the plugin and checks it is up: accepted by lightningd, not disabled, started.

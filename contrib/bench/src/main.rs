@@ -3,7 +3,7 @@
 //! beside its goal and, where it applies, beside the floor (a minimal tokio + rustls binary).
 //!
 //! ```text
-//! cargo build --release -p cln-magma --features test-hooks && cargo build --release -p cln-magma-bench && cargo run --release -p cln-magma-bench -- [--quick]
+//! cargo build --release -p cln-magma-bench && cargo run --release -p cln-magma-bench -- [--quick]
 //! ```
 //!
 //! It exits 0 when every measurement was taken, whether or not each goal was met (it is a
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use lightningd_emulator::test_plugin;
 
 use report::{Figure, Verdict};
 
@@ -35,8 +36,8 @@ struct Args {
     /// Short windows and few repetitions: proves the suite works (CI), figures are rough.
     #[arg(long)]
     quick: bool,
-    /// The plugin binary, built with `--features test-hooks` (default: `cln-magma` beside this
-    /// program, i.e. target/release/cln-magma).
+    /// The plugin binary, built with `--features test-hooks` (default: the bench builds it into
+    /// target/test-hooks/, in this program's profile).
     #[arg(long)]
     plugin: Option<PathBuf>,
     /// The floor binary (default: `floor` beside this program).
@@ -79,22 +80,39 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `cln-magma` / `floor` beside this executable unless given.
-fn locate(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+/// The test-hooks plugin unless given: built now, in this program's own profile, into
+/// target/test-hooks/ (never the target/release/cln-magma a node loads).
+fn locate_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let profile = if cfg!(debug_assertions) {
+        test_plugin::Profile::Debug
+    } else {
+        test_plugin::Profile::Release
+    };
+    match given {
+        Some(p) if p.is_file() => Ok(p),
+        Some(p) => bail!(
+            "{} not found; leave out --plugin to build it, or build it with `{}`",
+            p.display(),
+            test_plugin::build_command(profile)
+        ),
+        None => test_plugin::path(profile),
+    }
+}
+
+/// The floor binary beside this executable unless given.
+fn locate_floor(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let path = match given {
         Some(p) => p,
         None => std::env::current_exe()?
             .parent()
             .context("this program has no directory")?
-            .join(name),
+            .join("floor"),
     };
     if !path.is_file() {
-        let how = if name == "floor" {
-            "cargo build --release -p cln-magma-bench"
-        } else {
-            "cargo build --release -p cln-magma --features test-hooks"
-        };
-        bail!("{} not found; build it first: {how}", path.display());
+        bail!(
+            "{} not found; build it first: cargo build --release -p cln-magma-bench",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -127,8 +145,8 @@ fn machine() -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let plugin = locate(args.plugin.clone(), "cln-magma")?;
-    let floor = locate(args.floor.clone(), "floor")?;
+    let plugin = locate_plugin(args.plugin.clone())?;
+    let floor = locate_floor(args.floor.clone())?;
     let hooks = has_test_hooks(&plugin)?;
     let quick = args.quick;
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
@@ -209,7 +227,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             economy::run(&plugin, poll_ms, quick).await
         } else {
             Err(anyhow::anyhow!(
-                "the plugin was built without --features test-hooks, so it cannot poll faster than every 10 s; rebuild: cargo build --release -p cln-magma --features test-hooks"
+                "the plugin was built without --features test-hooks, so it cannot poll faster than every 10 s; rebuild it with `{}`",
+                test_plugin::build_command(test_plugin::Profile::Release)
             ))
         };
         section("economy", r, &mut figures);

@@ -19,6 +19,7 @@ pub mod pay;
 pub mod plugin_host;
 pub mod protocol;
 pub mod rpc_server;
+pub mod test_plugin;
 pub mod util;
 
 pub(crate) use util::hex;

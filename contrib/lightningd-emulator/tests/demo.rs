@@ -1,7 +1,5 @@
 //! `magma-demo`'s refusals. The demo itself runs in CI from `.ci/run`, exactly as README.md
-//! gives it: it needs a cln-magma binary built with `--features test-hooks`, which this crate
-//! cannot build or locate reliably (the root crate's `CARGO_BIN_EXE_cln-magma` is not visible
-//! here, and `target/debug/cln-magma` may be missing, stale or built without the feature).
+//! gives it.
 
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
@@ -38,7 +36,9 @@ fn a_missing_plugin_fails_and_says_how_to_build_it() {
         "{err}"
     );
     assert!(
-        err.contains("cargo build -p cln-magma --features test-hooks"),
+        err.contains(
+            "cargo build -p cln-magma --features test-hooks --target-dir target/test-hooks"
+        ),
         "{err}"
     );
     assert!(

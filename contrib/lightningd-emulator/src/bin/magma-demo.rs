@@ -8,11 +8,13 @@
 //! command answers and its `magma_order` notifications as they arrive.
 //!
 //! ```text
-//! cargo build -p cln-magma --features test-hooks && cargo run -p lightningd-emulator --bin magma-demo
+//! cargo run -p lightningd-emulator --bin magma-demo
 //! ```
 //!
 //! The plugin must be built with the `test-hooks` feature: only then does it accept
-//! `CLN_MAGMA_TEST_POLL_MS`, without which it polls Magma every 10 s (45 s on chain).
+//! `CLN_MAGMA_TEST_POLL_MS`, without which it polls Magma every 10 s (45 s on chain). The demo
+//! builds that plugin itself, into `target/test-hooks/` (see `test_plugin`), never into the
+//! `target/release/cln-magma` a node loads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use lightningd_emulator::{
-    ChannelSpec, ChannelState, Emulator, EmulatorConfig, Opener, magma, peer_id,
+    ChannelSpec, ChannelState, Emulator, EmulatorConfig, Opener, magma, peer_id, test_plugin,
 };
 use magma_sim::{HtlcState, KnownStatus, SellerScript, Sim, SimConfig};
 use serde_json::{Value, json};
@@ -33,8 +35,8 @@ use serde_json::{Value, json};
     about = "Demo: the real cln-magma plugin under the lightningd emulator buys inbound liquidity from the Magma simulator"
 )]
 struct Args {
-    /// The cln-magma plugin binary, built with `--features test-hooks`. Default: `cln-magma`
-    /// next to this program (cargo puts both in `target/debug`).
+    /// The cln-magma plugin binary, built with `--features test-hooks`. Default: the demo builds
+    /// it into `target/test-hooks/debug/cln-magma`.
     #[arg(long)]
     plugin: Option<PathBuf>,
     /// What to spend, in US cents (Magma's minimum is 500).
@@ -76,23 +78,16 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The plugin binary: `--plugin`, else `cln-magma` beside this executable.
+/// The plugin binary: `--plugin`, else the test-hooks build, made now if needed.
 fn locate_plugin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let build = "cargo build -p cln-magma --features test-hooks";
-    let path = match given {
-        Some(p) => p,
-        None => {
-            let me = std::env::current_exe().context("cannot find this program's own path")?;
-            let dir = me
-                .parent()
-                .ok_or_else(|| anyhow!("{} has no parent directory", me.display()))?;
-            dir.join(format!("cln-magma{}", std::env::consts::EXE_SUFFIX))
-        }
+    let Some(path) = given else {
+        return test_plugin::path(test_plugin::Profile::Debug);
     };
     if !path.is_file() {
         bail!(
-            "no plugin binary at {}: build it first with `{build}` (from the repository root), or pass --plugin PATH",
-            path.display()
+            "no plugin binary at {}: build it with `{}` (from the repository root), or leave out --plugin",
+            path.display(),
+            test_plugin::build_command(test_plugin::Profile::Debug)
         );
     }
     Ok(path)
